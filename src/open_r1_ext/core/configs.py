@@ -1,0 +1,112 @@
+"""Script arguments shared by every trainer, and the recipe checks TRL's parser does not make."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+
+from trl import ScriptArguments
+
+
+@dataclass
+class GRPOScriptArguments(ScriptArguments):
+    """Arguments of `grpo.py` beyond TRL's `ScriptArguments` (dataset name, splits, ...).
+
+    `dataset_name` accepts a hub id, a local `.json/.jsonl/.csv/.parquet/.txt` file or folder, or `builtin:<task>`
+    for the offline synthetic tasks. `model_name_or_path` (in TRL's `ModelConfig`) accepts `builtin:<task>` for
+    the cached warm-started tiny model.
+    """
+
+    trainer_type: str = field(
+        default="grpo",
+        metadata={"help": "Which trainer runs the recipe; see `open_r1_ext.trainers.TRAINERS` for the names."},
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={"help": "Reward functions by registry name or dotted import path (`pkg.mod:fn`)."},
+    )
+    prompt_column: str = field(
+        default="prompt",
+        metadata={"help": "Column holding the prompt; a `problem` column is wrapped into a chat prompt instead."},
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System prompt prepended to chat prompts built from a `problem` column."}
+    )
+    builtin_num_train: int = field(default=20_000, metadata={"help": "Training problems drawn for `builtin:` tasks."})
+    builtin_data_seed: int = field(default=0, metadata={"help": "Seed of the built-in task generator."})
+    builtin_eval_samples: int = field(
+        default=256,
+        metadata={"help": "Held-out problems scored before and after training on `builtin:` tasks (0 to skip)."},
+    )
+    builtin_eval_temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the held-out evaluation (0 = greedy)."}
+    )
+    warm_start_steps: int = field(
+        default=300, metadata={"help": "Supervised steps that warm-start a `builtin:` model (cached on disk)."}
+    )
+    warm_start_lr: float = field(default=2e-3, metadata={"help": "Learning rate of the warm start."})
+    warm_start_batch_size: int = field(default=128, metadata={"help": "Batch size of the warm start."})
+    warm_start_seed: int = field(default=0, metadata={"help": "Seed of the warm start (fixed: the cache key)."})
+    plot: bool = field(default=True, metadata={"help": "Write `reward.png` (reward per step) into `output_dir`."})
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in `output_dir` when there is one."}
+    )
+
+
+def _type_ok(value, tp) -> bool:
+    """Whether `value` fits the dataclass annotation `tp` (recursively for Optional, unions, lists, Literal)."""
+    if tp is typing.Any or tp is object:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if origin in (list, tuple, set):
+        args = typing.get_args(tp)
+        return isinstance(value, (list, tuple, set)) and (not args or all(_type_ok(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return isinstance(value, tp) or value in {m.value for m in tp} or value in tp.__members__
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True  # forward references and exotic annotations: leave them to the dataclass itself
+
+
+def check_recipe_types(recipe: dict, dataclass_types) -> None:
+    """Raise `ValueError` naming every recipe key whose YAML value does not fit its field's type.
+
+    TRL's parser installs YAML values as argparse defaults, which argparse converts only when they are strings,
+    so `learning_rate: [1, 2]` or `num_generations: "eight"` would otherwise surface much later, or never.
+    """
+    errors = []
+    for dc in dataclass_types:
+        hints = typing.get_type_hints(dc)
+        for f in dataclasses.fields(dc):
+            if f.name not in recipe or not f.init:
+                continue
+            value, tp = recipe[f.name], hints.get(f.name, f.type)
+            if isinstance(value, str) and not _type_ok(value, tp):
+                continue  # argparse converts string values with the field's type and reports failures itself
+            if not _type_ok(value, tp):
+                errors.append(f"{f.name}: {value!r} is not a valid {_type_name(tp)} (in {dc.__name__})")
+    if errors:
+        raise ValueError("Recipe has values of the wrong type:\n  " + "\n  ".join(errors))
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

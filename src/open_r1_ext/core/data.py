@@ -1,0 +1,69 @@
+"""Datasets for the launch script: a hub id, a local file or folder, or a built-in synthetic task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from . import tasks as tasks_mod
+
+
+BUILTIN_PREFIX = "builtin:"
+_LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+
+
+def builtin_task_name(name: str | None) -> str | None:
+    return name[len(BUILTIN_PREFIX):] if name and name.startswith(BUILTIN_PREFIX) else None
+
+
+def builtin_dataset(task: str, num_train: int, seed: int = 0, num_test: int = 256) -> DatasetDict:
+    """`train` and `test` splits of a built-in task, with `prompt`, `completion`, `answer` and `task` columns."""
+    return DatasetDict(
+        {
+            "train": Dataset.from_list(tasks_mod.generate(task, num_train, seed=seed, split="train")),
+            "test": Dataset.from_list(tasks_mod.generate(task, num_test, seed=seed, split="test")),
+        }
+    )
+
+
+def load_any(name: str, config: str | None = None) -> DatasetDict:
+    """Load `name`: a local file (by extension) or folder, else a hub dataset id.
+
+    Local files use the `datasets` builder that matches their extension; a `.txt` file becomes one row per line
+    in a `text` column. A local file yields a single `train` split.
+    """
+    path = Path(name)
+    if path.is_file():
+        builder = _LOCAL_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(f"Unsupported local dataset file {name!r}; expected one of {sorted(_LOCAL_BUILDERS)}")
+        return load_dataset(builder, data_files=str(path))
+    if path.is_dir():
+        return load_dataset(str(path), config)
+    return load_dataset(name, config)
+
+
+def to_prompt_format(ds: DatasetDict, prompt_column: str = "prompt", system_prompt: str | None = None) -> DatasetDict:
+    """Give every split a `prompt` column as TRL's GRPOTrainer expects.
+
+    A dataset that has `prompt_column` is used as is (renamed to `prompt`). One with a `problem` column (open-r1's
+    math sets) gets a chat prompt `[system?, user: problem]`; `solution` stays for the accuracy reward.
+    """
+
+    def make_conversation(example):
+        msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        return {"prompt": [*msgs, {"role": "user", "content": example["problem"]}]}
+
+    out = {}
+    for split, d in ds.items():
+        if prompt_column in d.column_names:
+            out[split] = d if prompt_column == "prompt" else d.rename_column(prompt_column, "prompt")
+        elif "problem" in d.column_names:
+            out[split] = d.map(make_conversation)
+        else:
+            raise ValueError(
+                f"Dataset split {split!r} has neither a {prompt_column!r} nor a 'problem' column "
+                f"(columns: {d.column_names}); set `prompt_column` in the recipe."
+            )
+    return DatasetDict(out)

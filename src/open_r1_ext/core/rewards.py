@@ -1,0 +1,157 @@
+"""Reward functions with TRL's signature: `fn(completions, **kwargs) -> list[float | None]`.
+
+`completions` is a list of strings (standard prompts) or of message lists (conversational prompts); dataset
+columns arrive as keyword lists of the same length. A `None` reward means "no verdict" and TRL leaves that sample
+out of its group statistics. Reward functions are found by name in `REWARD_FUNCS` or by dotted import path
+(`my_pkg.rewards:fn` or `my_pkg.rewards.fn`); `get_reward_funcs` fails with the list of known names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable
+
+from . import tasks as tasks_mod
+
+
+logger = logging.getLogger(__name__)
+
+RewardFunc = Callable[..., list]
+REWARD_FUNCS: dict[str, RewardFunc] = {}
+
+
+def register_reward(name: str):
+    """Decorator adding a reward function to the registry under `name`."""
+
+    def deco(fn: RewardFunc) -> RewardFunc:
+        if name in REWARD_FUNCS:
+            raise ValueError(f"Reward function {name!r} is already registered")
+        REWARD_FUNCS[name] = fn
+        return fn
+
+    return deco
+
+
+def completion_text(completion) -> str:
+    """The text of a completion in either of TRL's formats (string, or list of chat messages)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[0], dict):
+        return completion[-1].get("content") or ""
+    raise TypeError(f"Unsupported completion type {type(completion).__name__}: {completion!r:.80}")
+
+
+@register_reward("accuracy")
+def accuracy_reward(completions, solution=None, answer=None, **kwargs) -> list[float | None]:
+    """1.0 when the completion's final answer equals the gold answer under math-verify, else 0.0.
+
+    The gold answer comes from the `solution` column (open-r1's datasets) or `answer`. Returns `None` for a gold
+    answer math-verify cannot parse, so an unparseable label never punishes the policy.
+    """
+    from latex2sympy2_extended import NormalizationConfig
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    golds = solution if solution is not None else answer
+    if golds is None:
+        raise ValueError("accuracy reward needs a `solution` or `answer` column in the dataset")
+    rewards: list[float | None] = []
+    for completion, sol in zip(completions, golds):
+        gold = parse(str(sol), extraction_mode="first_match")
+        if not gold:  # try as a bare expression, e.g. "42"
+            gold = parse(f"${sol}$", extraction_mode="first_match")
+        if not gold:
+            logger.warning("accuracy reward: could not parse gold answer %r; reward is None", sol)
+            rewards.append(None)
+            continue
+        pred = parse(
+            completion_text(completion),
+            extraction_config=[
+                LatexExtractionConfig(
+                    normalization_config=NormalizationConfig(
+                        nits=False, malformed_operators=False, basic_latex=True, boxed="all", units=True
+                    ),
+                    boxed_match_priority=0,
+                    try_extract_without_anchor=False,
+                ),
+                *_expr_config(),
+            ],
+            extraction_mode="first_match",
+        )
+        try:
+            rewards.append(float(verify(gold, pred)))
+        except Exception as exc:  # math-verify raises on exotic inputs; that is a wrong answer, not a crash
+            logger.debug("accuracy reward: verify failed (%s)", exc)
+            rewards.append(0.0)
+    return rewards
+
+
+def _expr_config():
+    from math_verify import ExprExtractionConfig
+
+    return [ExprExtractionConfig()]
+
+
+_FORMAT_RE = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.DOTALL)
+
+
+@register_reward("format")
+def format_reward(completions, **kwargs) -> list[float]:
+    """1.0 when the completion is exactly `<think>\\n…\\n</think>\\n<answer>\\n…\\n</answer>`, as in open-r1."""
+    return [1.0 if _FORMAT_RE.match(completion_text(c)) else 0.0 for c in completions]
+
+
+@register_reward("tag_count")
+def tag_count_reward(completions, **kwargs) -> list[float]:
+    """0.25 for each of the four think/answer tags present exactly once with its newlines (open-r1's shaping)."""
+
+    def count(text: str) -> float:
+        return 0.25 * sum(text.count(tag) == 1 for tag in ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>"))
+
+    return [count(completion_text(c)) for c in completions]
+
+
+@register_reward("exact_match")
+def exact_match_reward(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the final answer (text after the last `>`) equals `answer` exactly (built-in tasks)."""
+    return [float(tasks_mod.extract_answer(completion_text(c)) == str(a)) for c, a in zip(completions, answer)]
+
+
+@register_reward("partial_credit")
+def partial_credit_reward(completions, answer, **kwargs) -> list[float]:
+    """Share of answer characters right in position, minus a length-mismatch share; in [0, 1] (built-in tasks).
+
+    Gives a graded signal on top of `exact_match` (which it equals when the answer is exactly right).
+    """
+    out = []
+    for c, a in zip(completions, answer):
+        pred, gold = tasks_mod.extract_answer(completion_text(c)), str(a)
+        if not gold:
+            out.append(float(pred == gold))
+            continue
+        hits = sum(p == g for p, g in zip(pred, gold))
+        out.append(hits / max(len(gold), len(pred)))
+    return out
+
+
+def resolve_reward(name: str) -> RewardFunc:
+    """A registered name, or a dotted import path `pkg.mod:fn` / `pkg.mod.fn`."""
+    if name in REWARD_FUNCS:
+        return REWARD_FUNCS[name]
+    if "." in name or ":" in name:
+        mod_name, _, attr = name.replace(":", ".").rpartition(".")
+        try:
+            fn = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"Could not import reward function {name!r}: {exc}") from exc
+        if not callable(fn):
+            raise ValueError(f"Reward function {name!r} is not callable")
+        return fn
+    raise ValueError(f"Unknown reward function {name!r}; known: {sorted(REWARD_FUNCS)} or a dotted import path")
+
+
+def get_reward_funcs(names: list[str]) -> list[RewardFunc]:
+    if not names:
+        raise ValueError(f"No reward functions given; known: {sorted(REWARD_FUNCS)}")
+    return [resolve_reward(n) for n in names]
