@@ -1,1 +1,30 @@
+"""open-r1-ext: reinforcement-learning trainers for language models, built as extensions of TRL's GRPOTrainer.
 
+Trainer classes are imported lazily, so `import open_r1_ext` stays light and an idea's dependencies load only
+when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "GRPOScriptArguments": "open_r1_ext.core.configs",
+    "REWARD_FUNCS": "open_r1_ext.core.rewards",
+    "get_reward_funcs": "open_r1_ext.core.rewards",
+    "register_reward": "open_r1_ext.core.rewards",
+    "TRAINERS": "open_r1_ext.trainers",
+    "get_trainer_classes": "open_r1_ext.trainers",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'open_r1_ext' has no attribute {name!r}")

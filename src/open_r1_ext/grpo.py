@@ -82,8 +82,12 @@ def get_model_and_tokenizer(script_args, training_args, model_args):
 def get_datasets(script_args: GRPOScriptArguments):
     task = builtin_task_name(script_args.dataset_name)
     if task is not None:
-        ds = builtin_dataset(task, script_args.builtin_num_train, seed=script_args.builtin_data_seed,
-                             num_test=max(script_args.builtin_eval_samples, 1))
+        ds = builtin_dataset(
+            task,
+            script_args.builtin_num_train,
+            seed=script_args.builtin_data_seed,
+            num_test=max(script_args.builtin_eval_samples, 1),
+        )
     elif script_args.dataset_name:
         ds = load_any(script_args.dataset_name, script_args.dataset_config)
     else:
@@ -94,15 +98,22 @@ def get_datasets(script_args: GRPOScriptArguments):
 def _builtin_eval(model, tokenizer, task: str, script_args) -> dict[str, float]:
     from open_r1_ext.core.evaluation import evaluate_task
 
-    return evaluate_task(model, tokenizer, task, n=script_args.builtin_eval_samples,
-                         seed=script_args.builtin_data_seed, temperature=script_args.builtin_eval_temperature)
+    return evaluate_task(
+        model,
+        tokenizer,
+        task,
+        n=script_args.builtin_eval_samples,
+        seed=script_args.builtin_data_seed,
+        temperature=script_args.builtin_eval_temperature,
+    )
 
 
 def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfig):
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     set_seed(training_args.seed)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-                        handlers=[logging.StreamHandler(sys.stdout)])
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", handlers=[logging.StreamHandler(sys.stdout)]
+    )
     log_level = training_args.get_process_log_level()
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
@@ -113,19 +124,26 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     if script_args.resume and os.path.isdir(training_args.output_dir):
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
-            logger.info("Resuming from checkpoint %s", last_checkpoint)
+            print(f"[resume] Resuming from checkpoint {last_checkpoint}", flush=True)
 
     dataset, task = get_datasets(script_args)
     model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
     reward_funcs = get_reward_funcs(script_args.reward_funcs)
     _, trainer_cls = get_trainer_classes(script_args.trainer_type)
 
-    results: dict = {"trainer_type": script_args.trainer_type, "seed": training_args.seed}
+    results: dict = {
+        "trainer_type": script_args.trainer_type,
+        "seed": training_args.seed,
+        "world_size": state.num_processes,
+    }
     evaluate = task is not None and script_args.builtin_eval_samples > 0 and state.is_main_process
     if evaluate and last_checkpoint is None:
         results["accuracy_before"] = _builtin_eval(model, tokenizer, task, script_args)["pass@1"]
-        print(f"[eval] held-out accuracy before training: {results['accuracy_before']:.3f} "
-              f"({script_args.builtin_eval_samples} problems, T={script_args.builtin_eval_temperature})", flush=True)
+        print(
+            f"[eval] held-out accuracy before training: {results['accuracy_before']:.3f} "
+            f"({script_args.builtin_eval_samples} problems, T={script_args.builtin_eval_temperature})",
+            flush=True,
+        )
 
     summary = RunSummaryCallback()
     trainer = trainer_cls(
@@ -148,13 +166,18 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
         if evaluate:
             after = _builtin_eval(trainer.model, tokenizer, task, script_args)["pass@1"]
             results["accuracy_after"] = after
-            print(f"[eval] held-out accuracy after training: {after:.3f}"
-                  + (f" (before: {results['accuracy_before']:.3f})" if "accuracy_before" in results else ""),
-                  flush=True)
+            print(
+                f"[eval] held-out accuracy after training: {after:.3f}"
+                + (f" (before: {results['accuracy_before']:.3f})" if "accuracy_before" in results else ""),
+                flush=True,
+            )
         path = write_results(training_args.output_dir, summary, results)
         if script_args.plot:
-            plot_reward(summary.curve, os.path.join(training_args.output_dir, "reward.png"),
-                        title=f"{script_args.trainer_type}: reward per step")
+            plot_reward(
+                summary.curve,
+                os.path.join(training_args.output_dir, "reward.png"),
+                title=f"{script_args.trainer_type}: reward per step",
+            )
         print(f"[done] results in {path}", flush=True)
     state.wait_for_everyone()
     return results

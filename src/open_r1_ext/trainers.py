@@ -12,6 +12,7 @@ import importlib
 # name -> ("module:ConfigClass", "module:TrainerClass")
 TRAINERS: dict[str, tuple[str, str]] = {
     "grpo": ("trl:GRPOConfig", "trl:GRPOTrainer"),
+    "rlaif": ("open_r1_ext.rlaif.trainer:RLAIFConfig", "open_r1_ext.rlaif.trainer:RLAIFGRPOTrainer"),
 }
 
 

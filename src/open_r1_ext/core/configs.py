@@ -100,12 +100,19 @@ def check_recipe_types(recipe: dict, dataclass_types) -> None:
             if f.name not in recipe or not f.init:
                 continue
             value, tp = recipe[f.name], hints.get(f.name, f.type)
-            if isinstance(value, str) and not _type_ok(value, tp):
+            if isinstance(value, str) and not _type_ok(value, tp) and not _is_sequence_type(tp):
                 continue  # argparse converts string values with the field's type and reports failures itself
             if not _type_ok(value, tp):
                 errors.append(f"{f.name}: {value!r} is not a valid {_type_name(tp)} (in {dc.__name__})")
     if errors:
         raise ValueError("Recipe has values of the wrong type:\n  " + "\n  ".join(errors))
+
+
+def _is_sequence_type(tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence_type(a) for a in typing.get_args(tp) if a is not type(None))
+    return origin in (list, tuple, set)
 
 
 def _type_name(tp) -> str:

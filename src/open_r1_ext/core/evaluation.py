@@ -8,8 +8,16 @@ from . import tasks as tasks_mod
 
 
 @torch.no_grad()
-def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0,
-                      num_samples: int = 1, batch_size: int = 256, seed: int = 0) -> list[list[str]]:
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    num_samples: int = 1,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> list[list[str]]:
     """`num_samples` completions per prompt; temperature 0 means greedy. Returns `(len(prompts), num_samples)`."""
     was_training = model.training
     model.eval()
@@ -26,11 +34,19 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
             enc = {k: v.to(device) for k, v in enc.items()}
             # generate() draws from the global RNG; seed it from our generator so evaluation is repeatable
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-            kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 \
+            kwargs = (
+                {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+                if temperature > 0
                 else {"do_sample": False}
-            ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, **kwargs)
-            texts = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            )
+            ids = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **kwargs,
+            )
+            texts = tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             for (i, _), t in zip(chunk, texts):
                 out[i].append(t)
     finally:
@@ -39,13 +55,21 @@ def sample_completions(model, tokenizer, prompts: list[str], max_new_tokens: int
     return out
 
 
-def evaluate_task(model, tokenizer, task: str, n: int = 256, seed: int = 0, temperature: float = 1.0,
-                  num_samples: int = 1) -> dict[str, float]:
+def evaluate_task(
+    model, tokenizer, task: str, n: int = 256, seed: int = 0, temperature: float = 1.0, num_samples: int = 1
+) -> dict[str, float]:
     """Accuracy on `n` held-out problems: `pass@1` (mean over samples) and `pass@k` (any of `num_samples`)."""
     rows = tasks_mod.generate(task, n, seed=seed, split="test")
     spec = tasks_mod.get_task(task)
-    samples = sample_completions(model, tokenizer, [r["prompt"] for r in rows], spec.max_completion_length,
-                                 temperature=temperature, num_samples=num_samples, seed=seed)
+    samples = sample_completions(
+        model,
+        tokenizer,
+        [r["prompt"] for r in rows],
+        spec.max_completion_length,
+        temperature=temperature,
+        num_samples=num_samples,
+        seed=seed,
+    )
     hits = [[tasks_mod.extract_answer(s) == r["answer"] for s in ss] for r, ss in zip(rows, samples)]
     pass1 = sum(sum(h) / len(h) for h in hits) / len(hits)
     passk = sum(any(h) for h in hits) / len(hits)

@@ -127,10 +127,19 @@ def warm_start(model, tokenizer, task: str, steps: int, lr: float, batch_size: i
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
-            logger.info("warm start %s: step %d/%d loss %.4f (%.0fs)", task, step + 1, steps, loss.item(),
-                        time.perf_counter() - t0)
-            print(f"[warm start] {task} step {step + 1}/{steps} loss {loss.item():.4f} "
-                  f"({time.perf_counter() - t0:.0f}s)", flush=True)
+            logger.info(
+                "warm start %s: step %d/%d loss %.4f (%.0fs)",
+                task,
+                step + 1,
+                steps,
+                loss.item(),
+                time.perf_counter() - t0,
+            )
+            print(
+                f"[warm start] {task} step {step + 1}/{steps} loss {loss.item():.4f} "
+                f"({time.perf_counter() - t0:.0f}s)",
+                flush=True,
+            )
     model.eval()
     return losses
 
@@ -150,10 +159,20 @@ def build_builtin(settings: TinyModelSettings, force: bool = False) -> Path:
     torch.manual_seed(settings.seed)
     model = tiny_llama(len(tokenizer), settings, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[warm start] building builtin:{settings.task} ({n_params / 1e6:.2f}M params, "
-          f"{settings.warm_start_steps} steps) -> {path}", flush=True)
-    losses = warm_start(model, tokenizer, settings.task, settings.warm_start_steps, settings.warm_start_lr,
-                        settings.warm_start_batch_size, settings.seed)
+    print(
+        f"[warm start] building builtin:{settings.task} ({n_params / 1e6:.2f}M params, "
+        f"{settings.warm_start_steps} steps) -> {path}",
+        flush=True,
+    )
+    losses = warm_start(
+        model,
+        tokenizer,
+        settings.task,
+        settings.warm_start_steps,
+        settings.warm_start_lr,
+        settings.warm_start_batch_size,
+        settings.seed,
+    )
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
@@ -170,7 +189,7 @@ def build_builtin(settings: TinyModelSettings, force: bool = False) -> Path:
 
 def parse_builtin_name(name: str) -> str | None:
     """`builtin:addition` -> `addition`; anything else -> None."""
-    return name[len(BUILTIN_PREFIX):] if name.startswith(BUILTIN_PREFIX) else None
+    return name[len(BUILTIN_PREFIX) :] if name.startswith(BUILTIN_PREFIX) else None
 
 
 def load_builtin(settings: TinyModelSettings):
