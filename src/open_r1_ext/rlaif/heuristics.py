@@ -58,7 +58,14 @@ def extract_code(text: str) -> tuple[str, str | None]:
 _LANG_HINTS = {
     "python": (r"^\s*def \w+\(.*\)\s*(->.*)?:", r"^\s*import \w+", r"^\s*from \w+ import", r"^\s*class \w+.*:\s*$"),
     "rust": (r"\bfn \w+\s*[<(]", r"\blet mut\b", r"\bimpl\b", r"->\s*[A-Za-z&]", r"\bpub fn\b", r"\bVec<"),
-    "cpp": (r"#include\s*<", r"\bstd::", r"\bint main\s*\(", r"\btemplate\s*<", r"\bconst \w+&"),
+    "cpp": (
+        r"#include\s*<",
+        r"\bstd::",
+        r"\bint main\s*\(",
+        r"\btemplate\s*<",
+        r"\bconst \w+&",
+        r"^\s*(unsigned |signed |static |inline )*(int|long|double|float|bool|void|char|auto|size_t)[\s*&]+\w+\s*\(",
+    ),
     "javascript": (r"\bfunction\b", r"\bconst \w+\s*=", r"=>", r"\bconsole\.log\b", r"\bmodule\.exports\b"),
 }
 

@@ -159,7 +159,11 @@ class TeacherConfig:
                 "caching marks the rubric's system block, so it needs move_rubric_to_system_prompt=True",
             )
         if not self.api_key_env or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
-            bad("api_key_env", "must be the *name* of an environment variable (never the key itself)")
+            # The value is not quoted: someone may have pasted the key itself here.
+            raise ValueError(
+                "TeacherConfig.api_key_env must be the name of an environment variable such as "
+                "ANTHROPIC_API_KEY, never the key itself"
+            )
 
 
 _COUNTERS = (

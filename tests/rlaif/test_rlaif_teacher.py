@@ -1,0 +1,321 @@
+"""AnthropicTeacher through the real anthropic SDK against the loopback fake Messages API."""
+
+import asyncio
+import functools
+import logging
+import pickle
+import time
+
+import pytest
+from rlaif_samples import CPP_GOOD, JS_GOOD, PY_GOOD, PY_GOOD2, RUST_GOOD
+from trl.trainer.utils import get_callable_name, is_async_callable
+
+from open_r1_ext.rlaif.cache import cache_key
+from open_r1_ext.rlaif.fake_server import FAULT_KINDS, FakeMessagesServer, fake_score
+from open_r1_ext.rlaif.rubric import DEFAULT_RUBRIC
+from open_r1_ext.rlaif.teacher import (
+    AnthropicTeacher,
+    MalformedReply,
+    MissingAPIKeyError,
+    TeacherAuthError,
+    TeacherConfig,
+    min_cacheable_tokens,
+    parse_scores,
+)
+
+
+PROMPT = "Write a function `add(a, b)` that returns the sum of two integers. " + "Be careful with overflow. " * 20
+JUNK = [
+    "",
+    "def add(a, b)\n    return a + b\n",
+    "Sure, here is the idea: add them.",
+    "int add( {",
+    "a a a a a a a a a a",
+]
+
+
+# -- pure functions ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "n", "expected"),
+    [
+        ("[0.5, 1, 0]", 3, [0.5, 1.0, 0.0]),
+        ('Scores:\n```json\n[0.25, "0.75"]\n```', 2, [0.25, 0.75]),
+        ('{"scores": [0.1]}', 1, [0.1]),
+        ('[{"score": 0.4}, {"score": 0.6}]', 2, [0.4, 0.6]),
+        ("first [1, 2, 3] then [0.3, 0.2]", 2, [0.3, 0.2]),  # skips the array that has the wrong count
+    ],
+)
+def test_parse_scores_accepts(text, n, expected):
+    assert parse_scores(text, n) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "n"), [("[0.5]", 2), ("[1.5, 0.2]", 2), ("[NaN]", 1), ("[true]", 1), ("looks good", 1), ("[-0.1]", 1)]
+)
+def test_parse_scores_rejects_rather_than_guesses(text, n):
+    with pytest.raises(MalformedReply):
+        parse_scores(text, n)
+
+
+def test_min_cacheable_tokens_by_model():
+    assert min_cacheable_tokens("claude-sonnet-4-5") == 1024
+    assert min_cacheable_tokens("claude-opus-4-1") == 1024
+    assert min_cacheable_tokens("claude-3-5-haiku-latest") == 2048
+    assert min_cacheable_tokens("claude-haiku-4-5") == 4096
+    assert min_cacheable_tokens("claude-opus-4-5") == 4096
+
+
+def test_is_a_trl_async_reward_function(make_teacher):
+    teacher = make_teacher()
+    assert is_async_callable(teacher)
+    assert get_callable_name(teacher) == "anthropic_teacher"
+
+
+# -- scoring ---------------------------------------------------------------------------------------------------
+
+
+def test_scores_parsed_in_every_language(make_teacher, server):
+    teacher = make_teacher()
+    codes = [PY_GOOD, CPP_GOOD, RUST_GOOD, JS_GOOD]
+    langs = ["python", "cpp", "rust", "javascript"]
+    scores = teacher.score_sync([PROMPT] * 4, codes, langs)
+    assert scores == [fake_score(c.strip("\n"), lang) for c, lang in zip(codes, langs)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert server.request_count == 4  # one group per (prompt, language)
+
+
+def test_group_batching_makes_one_call_per_prompt(make_teacher, server):
+    teacher = make_teacher()
+    p2 = "Write a function `mul(a, b)`."
+    variants = [PY_GOOD, PY_GOOD2, PY_GOOD.replace("a + b\n", "b + a\n"), PY_GOOD2.replace("a * b", "b * a")]
+    scores = teacher.score_sync([PROMPT] * 4 + [p2] * 4, variants * 2)
+    assert server.request_count == 2
+    assert sorted(len(r["codes"]) for r in server.requests) == [4, 4]
+    assert None not in scores and teacher.stats.calls == 2
+
+
+def test_without_batching_one_call_per_completion(make_teacher, server):
+    teacher = make_teacher(batch_group_scoring=False)
+    teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
+    assert server.request_count == 2 and all(len(r["codes"]) == 1 for r in server.requests)
+
+
+def test_filtered_samples_never_reach_the_server(make_teacher, server):
+    teacher = make_teacher()
+    scores = teacher.score_sync([PROMPT] * (len(JUNK) + 1), [*JUNK, PY_GOOD])
+    assert all(s < 0.3 for s in scores[:-1])
+    assert server.scored_codes == [PY_GOOD.strip("\n")]
+    assert teacher.stats.filtered == len(JUNK)
+    teacher.score_sync([PROMPT] * len(JUNK), JUNK)  # a batch of junk only: no call at all
+    assert server.request_count == 1
+
+
+def test_threshold_zero_sends_everything(make_teacher, server):
+    teacher = make_teacher(heuristic_score_threshold=0.0)
+    teacher.score_sync([PROMPT] * len(JUNK), JUNK)
+    assert len(server.scored_codes) == len(JUNK)
+
+
+def test_cache_hits_on_repeat_and_after_restart(make_teacher, server, tmp_path):
+    first = make_teacher()
+    s1 = first.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
+    assert server.request_count == 1
+    s2 = first.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
+    assert s2 == s1 and server.request_count == 1 and first.stats.local_cache_hits == 2
+    first.close()
+    restarted = make_teacher()  # a new process would build exactly this: same sqlite file
+    assert restarted.score_sync([PROMPT, PROMPT], [PY_GOOD2, PY_GOOD]) == s1[::-1]
+    assert server.request_count == 1 and restarted.stats.local_cache_hits == 2
+    other_rubric = make_teacher(rubric=DEFAULT_RUBRIC + "\nBe strict.")  # a different rubric never reuses scores
+    other_rubric.score_sync([PROMPT], [PY_GOOD])
+    assert server.request_count == 2
+
+
+def test_cache_ttl_expires(make_teacher, server):
+    teacher = make_teacher(cache_ttl_s=0.05)
+    teacher.score_sync([PROMPT], [PY_GOOD])
+    time.sleep(0.1)
+    teacher.score_sync([PROMPT], [PY_GOOD])
+    assert server.request_count == 2
+
+
+def test_in_batch_duplicates_scored_once(make_teacher, server):
+    teacher = make_teacher()
+    scores = teacher.score_sync([PROMPT] * 4, [PY_GOOD, PY_GOOD, PY_GOOD2, PY_GOOD])
+    assert server.scored_codes == [PY_GOOD.strip("\n"), PY_GOOD2.strip("\n")]
+    assert scores[0] == scores[1] == scores[3]
+    s = teacher.stats
+    assert (s.api_scored, s.local_cache_hits, s.filtered, s.failures) == (2, 2, 0, 0)
+
+
+def test_cache_key_format():
+    key = cache_key("prompt", "code", "rust")
+    kind, p, c, lang = key.split(":")
+    assert (kind, lang, len(p), len(c)) == ("STUDENT", "rust", 16, 16)
+
+
+def test_truncation_and_rubric_placement(make_teacher):
+    teacher = make_teacher()
+    req = teacher.build_request(PROMPT, "python", [PY_GOOD])
+    user = req["messages"][0]["content"]
+    assert PROMPT[:200] in user and PROMPT[:201] not in user
+    assert req["system"][0]["text"] == DEFAULT_RUBRIC
+    assert req["system"][0]["cache_control"] == {"type": "ephemeral"}
+    plain = make_teacher(
+        truncate_prompt_for_scoring=False, move_rubric_to_system_prompt=False, use_prompt_caching=False
+    ).build_request(PROMPT, "python", [PY_GOOD])
+    assert PROMPT in plain["messages"][0]["content"] and DEFAULT_RUBRIC in plain["messages"][0]["content"]
+    with pytest.raises(ValueError, match="use_prompt_caching=True is invalid"):
+        TeacherConfig(move_rubric_to_system_prompt=False, use_prompt_caching=True)
+
+
+def test_prompt_caching_billing(make_teacher, server):
+    teacher = make_teacher()
+    teacher.score_sync([PROMPT], [PY_GOOD])
+    teacher.score_sync([PROMPT], [PY_GOOD2])
+    s = teacher.stats
+    rubric_tokens = -(-len(DEFAULT_RUBRIC) // 4)
+    assert rubric_tokens >= 1024  # the default rubric is long enough to be cached by Sonnet
+    assert (s.cache_write_tokens, s.cache_read_tokens) == (rubric_tokens, rubric_tokens)
+    m = teacher.metrics()
+    assert m["teacher/cost_usd"] > 0 and m["api_tokens_sent"] == s.input_tokens + 2 * rubric_tokens
+    billed = s.input_tokens + 1.25 * rubric_tokens + 0.1 * rubric_tokens
+    assert m["teacher/tokens_per_sample"] == pytest.approx(billed / 2)
+
+
+def test_short_rubric_is_not_cached_and_warns(make_teacher, server, caplog):
+    with caplog.at_level(logging.WARNING, logger="open_r1_ext.rlaif.teacher"):
+        teacher = make_teacher(rubric="Grade the code from 0 to 1.")
+    assert "below the 1024-token minimum" in caplog.text
+    teacher.score_sync([PROMPT], [PY_GOOD])
+    teacher.score_sync([PROMPT], [PY_GOOD2])
+    assert teacher.stats.cache_write_tokens == teacher.stats.cache_read_tokens == 0
+
+
+# -- reliability -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", FAULT_KINDS)
+def test_each_fault_is_retried(make_teacher, server, fault):
+    teacher = make_teacher()
+    server.inject(fault)
+    scores = teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
+    assert scores == [fake_score(PY_GOOD.strip("\n"), "python"), fake_score(PY_GOOD2.strip("\n"), "python")]
+    assert server.request_count == 2 and teacher.stats.retries == 1 and teacher.stats.failures == 0
+
+
+@pytest.mark.parametrize("fault", ["429", "529", "slow", "drop", "malformed_json", "wrong_count"])
+def test_exhausted_retries_give_none_and_count_failures(make_teacher, server, fault):
+    teacher = make_teacher(max_retries=2)
+    server.inject(*[fault] * 3)
+    scores = teacher.score_sync([PROMPT] * 3, [PY_GOOD, PY_GOOD2, "x"])
+    assert scores[:2] == [None, None] and scores[2] == 0.0  # the filtered one keeps its heuristic score
+    assert teacher.stats.failures == 2 and teacher.stats.calls == 3
+    assert teacher.score_sync([PROMPT], [PY_GOOD]) == [fake_score(PY_GOOD.strip("\n"), "python")]  # not cached
+
+
+def test_retry_after_is_honoured(make_teacher, server):
+    teacher = make_teacher()
+    server.inject("429")
+    teacher.score_sync([PROMPT], [PY_GOOD])
+    t = [r["time"] for r in server.requests]
+    assert t[1] - t[0] >= 0.2  # the server's retry-after, far above the 0.01 s backoff
+
+
+def test_concurrency_is_limited(api_key, tmp_path):
+    with FakeMessagesServer(api_key=api_key, slow_s=0.2) as srv:
+        srv.inject(*["slow"] * 6)
+        teacher = AnthropicTeacher(
+            TeacherConfig(
+                base_url=srv.url,
+                cache_path=str(tmp_path / "c.sqlite"),
+                max_concurrency=2,
+                timeout_s=5.0,
+                max_retries=0,
+            )
+        )
+        prompts = [f"Write function number {i}." for i in range(6)]
+        assert None not in teacher.score_sync(prompts, [PY_GOOD] * 6)
+        assert srv.max_in_flight == 2
+
+
+def test_auth_error_is_not_retried_but_raised(api_key, tmp_path):
+    with FakeMessagesServer(api_key="another-key") as srv:
+        teacher = AnthropicTeacher(TeacherConfig(base_url=srv.url, cache_path=str(tmp_path / "c.sqlite")))
+        with pytest.raises(TeacherAuthError, match="rejected the key") as err:
+            teacher.score_sync([PROMPT], [PY_GOOD])
+        assert api_key not in str(err.value) and srv.request_count == 1
+
+
+def test_missing_key_fails_at_construction(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError, match="ANTHROPIC_API_KEY"):
+        AnthropicTeacher(TeacherConfig())
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "  ")
+    with pytest.raises(MissingAPIKeyError, match="unset or empty"):
+        AnthropicTeacher(TeacherConfig())
+
+
+def test_key_never_leaks(make_teacher, server, api_key, tmp_path, caplog):
+    with caplog.at_level(logging.DEBUG):  # every logger, the SDK's and httpx's included
+        teacher = make_teacher()
+        server.inject("429", "500", "drop", "malformed_json")
+        teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
+    assert caplog.records and all(api_key not in r.getMessage() for r in caplog.records)
+    assert api_key not in repr(teacher) and api_key not in repr(teacher.config) and api_key not in str(vars(teacher))
+    assert api_key not in str(teacher.state_dict())
+    teacher.close()
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert api_key.encode() not in f.read_bytes(), f
+    clone = pickle.loads(pickle.dumps(teacher))  # a pickle carries no key; the copy re-reads the environment
+    assert api_key.encode() not in pickle.dumps(teacher) and clone._secret.get() == api_key
+
+
+def test_async_call_reports_metrics_through_trl_hooks(make_teacher, server):
+    teacher = make_teacher()
+    logged, extra = {}, {}
+    rewards = asyncio.run(
+        teacher(
+            prompts=[PROMPT] * 3,
+            completions=[PY_GOOD, PY_GOOD2, ""],
+            log_metric=logged.__setitem__,
+            log_extra=extra.__setitem__,
+            trainer_state=None,
+        )
+    )
+    assert rewards[2] == 0.0 and None not in rewards
+    assert logged["teacher/calls"] == 1 and logged["teacher/filtered"] == 1
+    for name in (
+        "input_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "local_cache_hits",
+        "failures",
+        "tokens_per_sample",
+        "cost_usd",
+    ):
+        assert f"teacher/{name}" in logged
+    assert "api_tokens_sent" in logged
+    assert extra["teacher_source"] == ["teacher", "teacher", "filtered"]
+
+
+def test_chat_format_and_language_column(make_teacher, server):
+    teacher = make_teacher()
+    prompts = [[{"role": "user", "content": "Write add in Rust."}]] * 2
+    completions = [
+        [{"role": "assistant", "content": f"```rust\n{RUST_GOOD}```"}],
+        [{"role": "assistant", "content": CPP_GOOD}],
+    ]
+    call = functools.partial(teacher, prompts=prompts, completions=completions, language=["rust", "cpp"])
+    assert None not in asyncio.run(call())
+    assert {r["codes"][0] for r in server.requests} == {RUST_GOOD.strip("\n"), CPP_GOOD.strip("\n")}
+
+
+def test_reward_threshold_turns_low_scores_into_none(make_teacher, server):
+    teacher = make_teacher(reward_threshold=1.0)  # every fake score is below 1.0 except exact 1.0
+    scores = teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
+    assert scores == [None, None] and teacher.stats.below_reward_threshold == 2
