@@ -126,10 +126,20 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
         if last_checkpoint is not None:
             print(f"[resume] Resuming from checkpoint {last_checkpoint}", flush=True)
 
-    dataset, task = get_datasets(script_args)
-    model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
-    reward_funcs = get_reward_funcs(script_args.reward_funcs)
     _, trainer_cls = get_trainer_classes(script_args.trainer_type)
+    # A trainer whose "model" and "data" are not a causal LM and prompts (char-level game, compression) builds its
+    # own: `build_model_and_data(script_args, training_args, model_args) -> {"model", "processing_class",
+    # "dataset" (a DatasetDict)}`.
+    build = getattr(trainer_cls, "build_model_and_data", None)
+    if build is not None:
+        built = build(script_args, training_args, model_args)
+        model, tokenizer, dataset, task = built["model"], built.get("processing_class"), built["dataset"], None
+    else:
+        dataset, task = get_datasets(script_args)
+        model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
+    # A trainer that brings its own reward (the RLAIF teacher) may run with `reward_funcs: []`.
+    own_reward = getattr(trainer_cls, "provides_reward_funcs", False)
+    reward_funcs = get_reward_funcs(script_args.reward_funcs) if script_args.reward_funcs or not own_reward else []
 
     results: dict = {
         "trainer_type": script_args.trainer_type,
@@ -171,6 +181,8 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
                 + (f" (before: {results['accuracy_before']:.3f})" if "accuracy_before" in results else ""),
                 flush=True,
             )
+        if hasattr(trainer, "summary_results"):  # trainer-specific figures (e.g. val bits/char, compression ratio)
+            results.update(trainer.summary_results())
         path = write_results(training_args.output_dir, summary, results)
         if script_args.plot:
             plot_reward(
