@@ -34,6 +34,9 @@ HOOKS = {
     ],
     "_generate": ["self", "prompts"],
     "_prepare_inputs": ["self", "generation_batch"],
+    "training_step": ["self", "model", "inputs", "num_items_in_batch"],
+    "_save_checkpoint": ["self", "model", "trial"],
+    "_load_optimizer_and_scheduler": ["self", "checkpoint"],
 }
 
 

@@ -19,6 +19,11 @@ _LAZY = {
     "register_reward": "open_r1_ext.core.rewards",
     "TRAINERS": "open_r1_ext.trainers",
     "get_trainer_classes": "open_r1_ext.trainers",
+    # teacher-scored RLAIF (issue 6)
+    "AnthropicTeacher": "open_r1_ext.rlaif.teacher",
+    "TeacherConfig": "open_r1_ext.rlaif.teacher",
+    "RLAIFConfig": "open_r1_ext.rlaif.trainer",
+    "RLAIFGRPOTrainer": "open_r1_ext.rlaif.trainer",
 }
 
 __all__ = sorted(_LAZY)

@@ -289,6 +289,8 @@ class RLAIFGRPOTrainer(GRPOTrainer):
     (teacher counters and KL coefficient). Pass `teacher=` to reuse a teacher object (tests, benchmarks).
     """
 
+    # The launch script accepts `reward_funcs: []` for this trainer: the teacher is then the only reward.
+    provides_reward_funcs = True
     _tag_names = ["trl", "grpo", "rlaif", "open-r1-ext"]
     _name = "RLAIF"
 
