@@ -13,6 +13,11 @@ import importlib
 TRAINERS: dict[str, tuple[str, str]] = {
     "grpo": ("trl:GRPOConfig", "trl:GRPOTrainer"),
     "rlaif": ("open_r1_ext.rlaif.trainer:RLAIFConfig", "open_r1_ext.rlaif.trainer:RLAIFGRPOTrainer"),
+    "compression": ("open_r1_ext.compression.trainer:CompressionConfig", "open_r1_ext.compression.trainer:CompressionTrainer"),
+    "token_adaptive": (
+        "open_r1_ext.token_adaptive.trainer:TokenAdaptiveConfig",
+        "open_r1_ext.token_adaptive.trainer:TokenAdaptiveGRPOTrainer",
+    ),
 }
 
 

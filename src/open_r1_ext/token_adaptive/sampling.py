@@ -1,0 +1,249 @@
+"""Group assembly for token-adaptive GRPO: first rollouts, failure points, prefix resampling, fill-up.
+
+The assembly is independent of how tokens are sampled: it talks to a `RolloutBackend` (transformers `generate` or
+TRL's vLLM integration, see `backends.py`; a fake in the tests). For one process's generation batch it returns,
+row for row, the completions that replace TRL's plain samples, so everything downstream (rewards, old log-probs,
+advantages, loss) sees them.
+
+For each group (the rows of one prompt; with several processes, each process's share of a group):
+
+1. **First rollouts.** `n_first = round(size * first_rollout_fraction)` (at least 1) samples at the base temperature,
+   with per-token uncertainty. A rollout whose failure point is `f` is cut there (on the transformers path sampling
+   stops at `f`); its first `f` tokens become a *prefix*. A rollout without a failure point is a completion.
+2. **Resampling rounds** `k = 1 .. max_resamples_per_prefix`. In round `k` every prefix that has had `k - 1`
+   resamples gets one more, in order, while the group has open slots: the continuation is sampled from
+   prompt + prefix at `temperature * adaptive_temperature_scale ** k`, with a budget of
+   `max_completion_length - len(prefix)` tokens. The completion is prefix + continuation, scored as a whole.
+3. **Fill-up.** Slots still open (no failure anywhere, or every prefix at its cap) get plain rollouts at the base
+   temperature, as GRPO would have sampled them.
+
+The truncated first rollouts do not enter training (unless `keep_failed_rollouts`, where they are generated to the
+end and enter as ordinary completions): cut at an uncertain token they have no final answer, so any reward would
+judge the prefix by a missing ending, while their prefix enters training through every continuation built on it.
+
+Every completion carries a prefix id: the global row index of the first rollout it grew from (its own row for
+first and fill-up rollouts), unique across processes, so completions with equal ids share their first
+`prefix_length` tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .uncertainty import NO_FAILURE
+
+
+@dataclass
+class Sampled:
+    """What a backend returns per requested row.
+
+    `token_ids` are the generated tokens kept (through EOS, or through the failing token of a first rollout that
+    was stopped); `logprobs` the sampled tokens' log-probabilities when the backend has them (vLLM), else None;
+    `failure_point` the first-rollout failure position or `NO_FAILURE`; `sampled_tokens` how many tokens were
+    actually sampled for this row (what `adaptive/generated_tokens` counts).
+    """
+
+    token_ids: list[int]
+    logprobs: list[float] | None = None
+    failure_point: int = NO_FAILURE
+    sampled_tokens: int = 0
+
+
+class RolloutBackend(Protocol):
+    """How the assembly samples. Every call is made on every process when any process has rows (see `sync_count`)."""
+
+    def sample_first(self, prompts: list[list[int]], detect: bool) -> list[Sampled]:
+        """Sample one rollout per prompt at the base temperature; with `detect`, report failure points (and stop
+        at them when the backend can and the trainer asks it to)."""
+
+    def sample_continuations(self, prompts: list[list[int]], budgets: list[int], temperature: float) -> list[Sampled]:
+        """Sample one continuation per (prompt + prefix) row at `temperature`, at most `budgets[i]` tokens."""
+
+    def sync_count(self, n: int) -> int:
+        """The largest `n` over processes (identity on one process)."""
+
+
+@dataclass
+class Completion:
+    """One row of the assembled batch: the completion TRL scores and trains on, and where it came from."""
+
+    token_ids: list[int]
+    logprobs: list[float] | None
+    prefix_id: int
+    prefix_length: int  # tokens shared with the prefix (0 for first and fill-up rollouts)
+    attempt: int  # 0 for first and fill-up rollouts, k for the k-th resample of a prefix
+    temperature: float  # temperature of the continuation (of the whole rollout when attempt is 0)
+
+
+@dataclass
+class AssemblyStats:
+    first_rollouts: int = 0
+    truncated: int = 0
+    failure_points: list[int] = field(default_factory=list)
+    resamples: int = 0
+    fill_rollouts: int = 0
+    sampled_tokens: int = 0
+    padding_rows: int = 0  # rows sampled only so that every process makes the same calls
+    rounds: int = 0
+
+
+@dataclass
+class _Prefix:
+    segment: int
+    prompt: list[int]
+    tokens: list[int]
+    logprobs: list[float] | None
+    prefix_id: int
+    attempts: int = 0
+
+
+def first_rollouts_per_group(size: int, fraction: float) -> int:
+    """Number of first rollouts for a group (share) of `size` rows: `round(size * fraction)`, between 1 and size."""
+    return max(1, min(size, math.floor(size * fraction + 0.5)))
+
+
+def resample_temperature(temperature: float, scale: float, attempt: int) -> float:
+    """Temperature of the `attempt`-th resample of a prefix: `temperature * scale ** attempt`."""
+    return temperature * scale**attempt
+
+
+def segments(num_rows: int, num_generations: int, row_offset: int = 0) -> list[tuple[int, int]]:
+    """Local `(start, end)` runs of rows belonging to one group, for a process whose first row is global row
+    `row_offset` (groups may straddle processes when the per-process batch is not a multiple of the group)."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < num_rows:
+        group = (row_offset + start) // num_generations
+        end = min(num_rows, (group + 1) * num_generations - row_offset)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _padding(num_rows: int, n_global: int, pad_equal: bool) -> int:
+    """Rows to add so that every process issues the same call: up to `n_global` rows, or 1 when it has none."""
+    return (n_global - num_rows) if pad_equal else (1 if num_rows == 0 else 0)
+
+
+def _drop_padding(out: list[Sampled], num_rows: int, stats: AssemblyStats) -> list[Sampled]:
+    stats.padding_rows += len(out) - num_rows
+    stats.sampled_tokens += sum(s.sampled_tokens for s in out[num_rows:])
+    return out[:num_rows]
+
+
+def assemble_groups(
+    prompt_ids: list[list[int]],
+    num_generations: int,
+    backend: RolloutBackend,
+    *,
+    temperature: float,
+    max_completion_length: int,
+    first_rollout_fraction: float = 0.5,
+    max_resamples_per_prefix: int = 3,
+    adaptive_temperature_scale: float = 1.2,
+    keep_failed_rollouts: bool = False,
+    row_offset: int = 0,
+    pad_equal: bool = False,
+) -> tuple[list[Completion], AssemblyStats]:
+    """Build this process's rows of the generation batch from first rollouts and prefix resamples.
+
+    Args:
+        prompt_ids: `B` prompts as TRL passes them to `_generate_single_turn`: each prompt repeated
+            `num_generations` times in a row (globally; this process holds rows `row_offset .. row_offset + B`).
+        num_generations: the GRPO group size.
+        backend: the sampler.
+        temperature: the base sampling temperature.
+        max_completion_length: the completion length cap; a continuation gets what its prefix leaves.
+        first_rollout_fraction, max_resamples_per_prefix, adaptive_temperature_scale, keep_failed_rollouts: see
+            `TokenAdaptiveConfig`.
+        row_offset: global index of this process's first row (prefix ids are global row indices).
+        pad_equal: pad every call to the same row count on every process (vLLM server mode and tensor parallel
+            slice results by `process_index * len(prompts)`); otherwise only a process without rows gets one.
+
+    Returns:
+        `(completions, stats)`: `B` completions, row `i` answering `prompt_ids[i]`, and the counts for metrics.
+    """
+    B = len(prompt_ids)
+    stats = AssemblyStats()
+    segs = segments(B, num_generations, row_offset)
+    slots: list[list[Completion]] = [[] for _ in segs]
+    dummy = list(prompt_ids[0]) if prompt_ids else []
+
+    # 1. first rollouts
+    first_rows: list[tuple[int, int]] = []  # (segment, local row of the rollout's slot)
+    for s, (start, end) in enumerate(segs):
+        first_rows += [(s, start + j) for j in range(first_rollouts_per_group(end - start, first_rollout_fraction))]
+    n = backend.sync_count(len(first_rows))
+    prefixes: list[_Prefix] = []
+    if n > 0:
+        pad = _padding(len(first_rows), n, pad_equal)
+        out = backend.sample_first([list(prompt_ids[r]) for _, r in first_rows] + [dummy] * pad, True)
+        out = _drop_padding(out, len(first_rows), stats)
+        stats.rounds += 1
+        for (s, r), smp in zip(first_rows, out):
+            stats.first_rollouts += 1
+            stats.sampled_tokens += smp.sampled_tokens
+            pid = row_offset + r
+            failed = smp.failure_point != NO_FAILURE
+            if failed:
+                f = smp.failure_point
+                stats.truncated += 1
+                stats.failure_points.append(f)
+                lp = smp.logprobs[:f] if smp.logprobs is not None else None
+                prefixes.append(_Prefix(s, list(prompt_ids[r]), smp.token_ids[:f], lp, pid))
+            if not failed or keep_failed_rollouts:
+                slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, 0, 0, temperature))
+
+    # 2. resampling rounds: one more continuation per prefix per round, in order, while its group has room
+    for k in range(1, max_resamples_per_prefix + 1):
+        room = [(end - start) - len(slots[s]) for s, (start, end) in enumerate(segs)]
+        todo: list[_Prefix] = []
+        for p in prefixes:
+            if p.attempts == k - 1 and room[p.segment] > 0:
+                todo.append(p)
+                room[p.segment] -= 1
+        n = backend.sync_count(len(todo))
+        if n == 0:
+            break
+        t_k = resample_temperature(temperature, adaptive_temperature_scale, k)
+        rows = [p.prompt + p.tokens for p in todo]
+        budgets = [max_completion_length - len(p.tokens) for p in todo]
+        pad = _padding(len(todo), n, pad_equal)
+        out = backend.sample_continuations(rows + [dummy] * pad, budgets + [1] * pad, t_k)
+        out = _drop_padding(out, len(todo), stats)
+        stats.rounds += 1
+        for p, smp in zip(todo, out):
+            p.attempts += 1
+            stats.resamples += 1
+            stats.sampled_tokens += smp.sampled_tokens
+            if p.logprobs is not None and smp.logprobs is not None:
+                lp = p.logprobs + smp.logprobs
+            else:
+                lp = None
+            slots[p.segment].append(Completion(p.tokens + smp.token_ids, lp, p.prefix_id, len(p.tokens), k, t_k))
+
+    # 3. fill-up with plain rollouts
+    fill_rows: list[tuple[int, int]] = []
+    for s, (start, end) in enumerate(segs):
+        n_first = first_rollouts_per_group(end - start, first_rollout_fraction)
+        fill_rows += [(s, start + n_first + m) for m in range((end - start) - len(slots[s]))]
+    n = backend.sync_count(len(fill_rows))
+    if n > 0:
+        pad = _padding(len(fill_rows), n, pad_equal)
+        out = backend.sample_first([list(prompt_ids[r]) for _, r in fill_rows] + [dummy] * pad, False)
+        out = _drop_padding(out, len(fill_rows), stats)
+        stats.rounds += 1
+        for (s, r), smp in zip(fill_rows, out):
+            stats.fill_rollouts += 1
+            stats.sampled_tokens += smp.sampled_tokens
+            slots[s].append(Completion(smp.token_ids, smp.logprobs, row_offset + r, 0, 0, temperature))
+
+    completions = [c for group in slots for c in group]
+    if len(completions) != B:  # the rounds above fill every slot exactly; anything else is a bug
+        raise RuntimeError(f"token-adaptive assembly built {len(completions)} completions for {B} rows")
+    if any(c.logprobs is None for c in completions):
+        for c in completions:
+            c.logprobs = None
+    return completions, stats

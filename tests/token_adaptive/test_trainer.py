@@ -1,0 +1,288 @@
+"""TokenAdaptiveGRPOTrainer end to end on a tiny Llama with a character tokenizer (offline, CPU, a few steps)."""
+
+import copy
+import inspect
+import json
+import os
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import LlamaConfig, LlamaForCausalLM
+from trl import GRPOConfig, GRPOTrainer
+
+from open_r1_ext.core.tiny import char_tokenizer
+from open_r1_ext.token_adaptive import TokenAdaptiveConfig, TokenAdaptiveGRPOTrainer
+from open_r1_ext.token_adaptive.backends import TransformersBackend
+from open_r1_ext.token_adaptive.trainer import STATE_FILE
+from open_r1_ext.trainers import get_trainer_classes
+
+
+SEEN: list[str] = []
+
+
+def parity_reward(completions, **kwargs):
+    """A reward with variance inside groups; records what it scored."""
+    SEEN.extend(completions)
+    return [float(len(c) % 2) for c in completions]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return char_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model_state(tok):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
+    return cfg, LlamaForCausalLM(cfg).state_dict()
+
+
+def make_model(model_state):
+    cfg, state = model_state
+    model = LlamaForCausalLM(cfg)
+    model.load_state_dict(state)
+    return model
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return Dataset.from_list([{"prompt": f"{i:03d}+{i * 7 % 1000:03d}="} for i in range(64)])
+
+
+def common(tmp_path, **over):
+    kw = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        seed=7,
+        beta=0.0,
+        dataloader_num_workers=0,
+    )
+    kw.update(over)
+    return kw
+
+
+def forced(tmp_path, **over):
+    """Thresholds that fire at every position: each first rollout is cut at `min_prefix_length` (EOS is suppressed
+    so that no rollout of the random model ends before it)."""
+    gen = {"suppress_tokens": [char_tokenizer().eos_token_id]}
+    return TokenAdaptiveConfig(
+        **common(tmp_path, entropy_threshold=0.0, min_prefix_length=2, generation_kwargs=gen, **over)
+    )
+
+
+def test_registry_and_config_validation(tmp_path):
+    config_cls, trainer_cls = get_trainer_classes("token_adaptive")
+    assert config_cls is TokenAdaptiveConfig and trainer_cls is TokenAdaptiveGRPOTrainer
+    cfg = TokenAdaptiveConfig(**common(tmp_path, max_completion_length=32))
+    assert (cfg.uncertainty_threshold, cfg.entropy_threshold, cfg.min_prefix_length) == (0.7, 2.0, 15)
+    assert (cfg.max_resamples_per_prefix, cfg.adaptive_temperature_scale, cfg.use_token_adaptive) == (3, 1.2, True)
+    bad = {
+        "uncertainty_threshold": 1.5,
+        "entropy_threshold": -1.0,
+        "min_prefix_length": 0,
+        "max_resamples_per_prefix": 0,
+        "adaptive_temperature_scale": 0.0,
+        "first_rollout_fraction": 0.0,
+        "vllm_logprobs_top_k": 0,
+    }
+    for name, value in bad.items():
+        with pytest.raises(ValueError, match=name) as err:
+            TokenAdaptiveConfig(**common(tmp_path, **{"min_prefix_length": 2, name: value}))
+        assert repr(value) in str(err.value)
+    with pytest.raises(ValueError, match="min_prefix_length"):
+        TokenAdaptiveConfig(**common(tmp_path, min_prefix_length=8))
+
+
+def test_overridden_hooks_keep_their_signatures():
+    expected = {
+        "training_step": ["self", "model", "inputs", "num_items_in_batch"],
+        "_save_checkpoint": ["self", "model", "trial"],
+        "_load_optimizer_and_scheduler": ["self", "checkpoint"],
+    }
+    for name, params in expected.items():
+        assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters)[: len(params)] == params
+
+
+class RecordingTrainer(TokenAdaptiveGRPOTrainer):
+    """Records every batch `_compute_loss` receives and the model's log-probs of it at that moment."""
+
+    def _compute_loss(self, model, inputs):
+        with torch.no_grad():
+            input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+            mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model, input_ids, mask, inputs["completion_ids"].size(1), batch_size=8
+            )
+        self.loss_batches = getattr(self, "loss_batches", []) + [({k: v for k, v in inputs.items()}, logps)]
+        return super()._compute_loss(model, inputs)
+
+
+def test_loss_sees_the_resampled_completions_not_the_originals(tmp_path, tok, model_state, dataset, monkeypatch):
+    firsts = []
+    orig = TransformersBackend.sample_first
+
+    def spy(self, prompts, detect):
+        out = orig(self, prompts, detect)
+        if detect:
+            firsts.extend(out)
+        return out
+
+    monkeypatch.setattr(TransformersBackend, "sample_first", spy)
+    SEEN.clear()
+    # steps_per_generation=2 with one accumulation step makes TRL compute old log-probs, so they can be checked
+    args = forced(tmp_path, max_steps=1, steps_per_generation=2)
+    trainer = RecordingTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    trainer.train()
+    completions, stats = trainer.last_assembly
+    G, B = 4, 16  # one generation of 2 micro-batches of 8
+    assert stats.first_rollouts == B // 2 and stats.truncated == B // 2 and set(stats.failure_points) == {2}
+    assert stats.resamples == B and stats.fill_rollouts == 0
+    assert all(c.attempt >= 1 and c.prefix_length == 2 for c in completions)
+    assert {round(c.temperature, 6) for c in completions} == {1.2, 1.44}
+
+    # the rewards were computed on exactly the assembled completions
+    decoded = tok.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
+    assert sorted(SEEN) == sorted(decoded)
+
+    # the loss saw every assembled completion, with its prefix id, and no truncated original
+    (batch, logps_now), *_ = trainer.loss_batches
+    assert len(trainer.loss_batches) == 1  # max_steps=1: one micro-batch trained
+    seen = {}
+    for ids, m, pid, plen in zip(
+        batch["completion_ids"], batch["completion_mask"], batch["prefix_ids"], batch["prefix_lengths"]
+    ):
+        seen[tuple(ids[m.bool()].tolist())] = (int(pid), int(plen))
+    assembled = {tuple(c.token_ids): (c.prefix_id, c.prefix_length) for c in completions}
+    assert len(seen) == 8 and all(assembled[k] == v for k, v in seen.items())
+    originals = {tuple(s.token_ids) for s in firsts}
+    assert len(originals) > 0 and not originals & set(seen) and not originals & set(assembled)
+    # completions sharing a prefix id share their first 2 tokens, and come from the same group
+    by_pid = {}
+    for c in completions:
+        by_pid.setdefault(c.prefix_id, []).append(c)
+    assert all(len(v) == 2 and v[0].token_ids[:2] == v[1].token_ids[:2] for v in by_pid.values())
+    assert all(c.prefix_id // G == r // G for r, c in enumerate(completions))
+
+    # old log-probs were computed on these completions (same weights at the first micro-batch)
+    mask = batch["completion_mask"].bool()
+    assert torch.allclose(batch["old_per_token_logps"][mask], logps_now[mask], atol=1e-5)
+    assert batch["advantages"].shape == (8,)
+
+    logged = trainer.state.log_history[0]
+    for key in (
+        "adaptive/truncation_rate",
+        "adaptive/resample_rate",
+        "adaptive/avg_failure_point",
+        "adaptive/total_rollouts",
+        "adaptive/generated_tokens",
+        "adaptive/mean_temperature",
+    ):
+        assert key in logged, key
+    assert logged["adaptive/truncation_rate"] == 1.0 and logged["adaptive/resample_rate"] == 1.0
+    assert logged["adaptive/avg_failure_point"] == 2.0
+    assert logged["adaptive/total_rollouts"] == B // 2 + B
+    assert logged["adaptive/generated_tokens"] == stats.sampled_tokens
+    # the first rollouts stopped at their failure point: 3 tokens each were sampled, not 8
+    assert all(s.sampled_tokens == 3 for s in firsts)
+
+
+def _losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+
+def test_adaptation_off_is_plain_grpo(tmp_path, tok, model_state, dataset):
+    kw = common(tmp_path, max_steps=2)
+    base = GRPOTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=GRPOConfig(**kw),
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    base.train()
+    off = TokenAdaptiveGRPOTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=TokenAdaptiveConfig(**kw, use_token_adaptive=False, min_prefix_length=2),
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    off.train()
+    assert _losses(base) == _losses(off)
+    assert [h.get("reward") for h in base.state.log_history] == [h.get("reward") for h in off.state.log_history]
+    for (n, p), (_, q) in zip(base.model.named_parameters(), off.model.named_parameters()):
+        assert torch.equal(p, q), n
+    assert not any(k.startswith("adaptive/") for h in off.state.log_history for k in h)
+
+
+def test_resume_keeps_the_counters(tmp_path, tok, model_state, dataset):
+    kw = dict(max_steps=2, save_strategy="steps", save_steps=1)
+    first = TokenAdaptiveGRPOTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=forced(tmp_path, **kw),
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    first.train()
+    ckpt = tmp_path / "checkpoint-2"
+    saved = json.loads((ckpt / STATE_FILE).read_text())
+    assert saved == first.adaptive_counters
+    per_step = 4 + 8  # 2 groups x (2 cut first rollouts + 4 resamples)
+    assert saved["total_rollouts"] == 2 * per_step and saved["total_truncated"] == 4 * 2
+
+    second = TokenAdaptiveGRPOTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=forced(tmp_path, **{**kw, "max_steps": 3}),
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    second.train(resume_from_checkpoint=str(ckpt))
+    assert second.state.global_step == 3
+    assert second.adaptive_counters["total_rollouts"] == 3 * per_step
+    assert second.adaptive_counters["total_resamples"] == saved["total_resamples"] + 8
+    assert second.state.log_history[-2]["adaptive/total_rollouts"] == 3 * per_step
+    assert os.path.exists(tmp_path / "checkpoint-3" / STATE_FILE)
+
+
+def test_evaluation_is_plain_generation(tmp_path, tok, model_state, dataset):
+    trainer = TokenAdaptiveGRPOTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=forced(tmp_path, max_steps=1, eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=8),
+        train_dataset=dataset,
+        eval_dataset=dataset.select(range(4)),
+        processing_class=tok,
+    )
+    trainer.train()
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert evals and not any(k.startswith("eval_adaptive/") for k in evals[0])
+    assert copy.copy(trainer.adaptive_counters)["total_rollouts"] == 4 + 8
