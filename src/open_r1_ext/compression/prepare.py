@@ -1,0 +1,45 @@
+"""`python -m open_r1_ext.compression.prepare --config recipes/compression_data.yaml [--flag value ...]`
+
+Trains the BPE tokenizer on the training plays (or loads the tokenizer of `model_name_or_path` when it is a
+pretrained GPT-2) and writes the train / validation / test splits into `data_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def parse(argv: list[str] | None = None):
+    from open_r1_ext.grpo import parse_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a == "--trainer_type" or a.startswith("--trainer_type=") for a in argv):
+        argv += ["--trainer_type", "compression"]
+    return parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from open_r1_ext.compression.data import prepare_data
+    from open_r1_ext.compression.trainer import pretrained_path
+
+    _, args, model_args = parse(argv)
+    out = prepare_data(
+        args.data_dir,
+        vocab_size=args.vocab_size,
+        seq_len=args.seq_len,
+        max_sequences=args.max_sequences,
+        tokenizer_path=pretrained_path(model_args),
+        texts_folder=args.texts_folder,
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    print(f"[prepare] {out}: vocab {meta['vocab_size']}, sequences {meta['num_sequences']}", flush=True)
+    return meta
+
+
+if __name__ == "__main__":
+    main()

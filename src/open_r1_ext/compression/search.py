@@ -1,0 +1,111 @@
+"""`python -m open_r1_ext.compression.search --config recipes/compression_cpu.yaml --max-trials 20`
+
+Optuna (TPE) search over the policy and reconstructor learning rates, the group size and the distortion measure.
+Each trial trains `max_steps` joint steps into `output_dir/trial_<n>` and scores the policy's reconstruction accuracy
+on the validation plays at `target_ratio` (no similarity model, to keep trials cheap). The study lives in an SQLite
+file (`search_storage`, default `output_dir/optuna.db`): rerunning the command resumes it and runs only the trials
+still missing to reach `--max-trials`. The best trial is printed and written to `output_dir/best_trial.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@dataclass
+class SearchArguments:
+    max_trials: int = field(default=20, metadata={"help": "Total trials of the study (finished ones count)."})
+    study_name: str = field(default="compression", metadata={"help": "Optuna study name inside the storage."})
+    search_storage: str | None = field(
+        default=None, metadata={"help": "Optuna storage URL; default sqlite:///<output_dir>/optuna.db."}
+    )
+
+
+def objective_factory(script_args, base_args, model_args, log=print):
+    import torch
+
+    from open_r1_ext.compression.data import load_split
+    from open_r1_ext.compression.evaluation import evaluate_model
+    from open_r1_ext.compression.trainer import CompressionTrainer
+
+    def objective(trial) -> float:
+        args = dataclasses.replace(
+            base_args,
+            output_dir=str(Path(base_args.output_dir) / f"trial_{trial.number}"),
+            learning_rate=trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True),
+            policy_learning_rate=trial.suggest_float("policy_learning_rate", 1e-4, 3e-3, log=True),
+            num_generations=trial.suggest_categorical("num_generations", [2, 4, 8]),
+            distortion=trial.suggest_categorical("distortion", ["nll", "error"]),
+            save_strategy="no",
+        )
+        torch.manual_seed(args.seed)
+        built = CompressionTrainer.build_model_and_data(script_args, args, model_args)
+        trainer = CompressionTrainer(
+            model=built["model"],
+            args=args,
+            train_dataset=built["dataset"]["train"],
+            processing_class=built["processing_class"],
+        )
+        trainer.train()
+        data = load_split(args.data_dir, "validation")
+        if args.eval_num_sequences:
+            data = data[: args.eval_num_sequences]
+        res = evaluate_model(
+            built["model"], data, built["processing_class"], args.target_ratio, methods=("policy",), seed=args.seed
+        )["policy"]
+        accuracy = sum(res["accuracy"]) / len(res["accuracy"])
+        trial.set_user_attr("ratio", sum(res["ratio"]) / len(res["ratio"]))
+        log(f"[search] trial {trial.number}: accuracy {accuracy:.4f} with {trial.params}")
+        return accuracy
+
+    return objective
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import optuna
+    from trl import ModelConfig, TrlParser
+
+    from open_r1_ext.compression.trainer import CompressionConfig
+    from open_r1_ext.core.configs import GRPOScriptArguments
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = TrlParser((GRPOScriptArguments, CompressionConfig, ModelConfig, SearchArguments))
+    script_args, args, model_args, search = parser.parse_args_and_config(argv)
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    storage = search.search_storage or f"sqlite:///{Path(args.output_dir).resolve() / 'optuna.db'}"
+    study = optuna.create_study(
+        study_name=search.study_name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=args.seed),
+    )
+    done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+    todo = max(search.max_trials - done, 0)
+    print(f"[search] {storage}: {done} finished trials, running {todo} more", flush=True)
+    if todo:
+        study.optimize(objective_factory(script_args, args, model_args), n_trials=todo)
+    best = study.best_trial
+    report = {
+        "best_value": best.value,
+        "best_params": best.params,
+        "best_trial": best.number,
+        "ratio": best.user_attrs.get("ratio"),
+        "trials": len(study.trials),
+        "storage": storage,
+    }
+    (Path(args.output_dir) / "best_trial.json").write_text(json.dumps(report, indent=2))
+    print(f"[search] best trial {best.number}: validation accuracy {best.value:.4f} with {best.params}", flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
