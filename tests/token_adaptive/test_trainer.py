@@ -286,3 +286,27 @@ def test_evaluation_is_plain_generation(tmp_path, tok, model_state, dataset):
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     assert evals and not any(k.startswith("eval_adaptive/") for k in evals[0])
     assert copy.copy(trainer.adaptive_counters)["total_rollouts"] == 4 + 8
+
+
+def test_lora_accumulation_and_reuse(tmp_path, tok, model_state, dataset):
+    """LoRA, gradient accumulation, steps_per_generation and num_iterations together: tokens are counted once per
+    generation, per optimizer step; the base weights stay frozen and the adapters train."""
+    peft = pytest.importorskip("peft")
+    args = forced(tmp_path, max_steps=2, gradient_accumulation_steps=2, steps_per_generation=2, num_iterations=2)
+    model = make_model(model_state)
+    trainer = TokenAdaptiveGRPOTrainer(
+        model=model,
+        reward_funcs=parity_reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        peft_config=peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    tokens = [h["adaptive/generated_tokens"] for h in logs]
+    assert tokens[0] > 0 and tokens[1] == 0  # one generation (16 rows) serves both optimizer steps
+    assert trainer.adaptive_counters["total_generated_tokens"] == tokens[0]
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
