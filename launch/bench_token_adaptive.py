@@ -84,7 +84,7 @@ def main(argv=None):
     ap.add_argument("--adaptive", default="recipes/token_adaptive_builtin.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--max_steps", type=int, default=100)
-    ap.add_argument("--learning_rate", type=float, default=3e-4)
+    ap.add_argument("--learning_rate", type=float, default=1e-4)
     ap.add_argument("--timing_steps", type=int, default=12)
     ap.add_argument("--timing_rounds", type=int, default=3)
     ap.add_argument("--out", default="runs/bench_ta")
