@@ -36,15 +36,21 @@ def objective_factory(script_args, base_args, model_args, log=print):
     from open_r1_ext.compression.evaluation import evaluate_model
     from open_r1_ext.compression.trainer import CompressionTrainer
 
+    # GRPOConfig requires the batch to be a multiple of the group size
+    group_sizes = [g for g in (2, 4, 8) if base_args.per_device_train_batch_size % g == 0] or [2]
+
     def objective(trial) -> float:
         args = dataclasses.replace(
             base_args,
             output_dir=str(Path(base_args.output_dir) / f"trial_{trial.number}"),
             learning_rate=trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True),
             policy_learning_rate=trial.suggest_float("policy_learning_rate", 1e-4, 3e-3, log=True),
-            num_generations=trial.suggest_categorical("num_generations", [2, 4, 8]),
+            num_generations=trial.suggest_categorical("num_generations", group_sizes),
             distortion=trial.suggest_categorical("distortion", ["nll", "error"]),
             save_strategy="no",
+            # derived by GRPOConfig.__post_init__ from the batch size; recomputed for the new group size
+            generation_batch_size=None,
+            steps_per_generation=None,
         )
         torch.manual_seed(args.seed)
         built = CompressionTrainer.build_model_and_data(script_args, args, model_args)

@@ -1,0 +1,78 @@
+"""The prepare / train / evaluate / search commands on a tiny recipe (offline, under a minute)."""
+
+import json
+
+import pytest
+import yaml
+from compression_testutils import TEXT
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    plays = tmp_path / "plays"
+    plays.mkdir()
+    for i in range(6):
+        (plays / f"p{i}.txt").write_text(TEXT * (6 + i))
+    r = {
+        "trainer_type": "compression",
+        "model_name_or_path": "scratch",
+        "reward_funcs": [],
+        "texts_folder": str(plays),
+        "data_dir": str(tmp_path / "data"),
+        "vocab_size": 280,
+        "seq_len": 16,
+        "recon_n_layer": 1,
+        "recon_n_embd": 16,
+        "recon_n_head": 2,
+        "policy_hidden_size": 16,
+        "policy_num_layers": 1,
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "num_generations": 2,
+        "warmup_steps": 0,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "plot": False,
+        "eval_num_sequences": 4,
+        "similarity_model": "bow",
+        "speed_n_layer": 1,
+        "speed_n_embd": 16,
+        "speed_batch_size": 2,
+        "speed_repeats": 1,
+    }
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(r))
+    return p, r
+
+
+def test_prepare_train_evaluate(recipe, tmp_path):
+    from open_r1_ext.compression import evaluate, prepare
+    from open_r1_ext.compression.trainer import train_with_launch_script
+
+    p, r = recipe
+    meta = prepare.main(["--config", str(p), "--max_sequences", "20"])
+    assert meta["vocab_size"] == 280 and max(meta["num_sequences"].values()) <= 20
+    results = train_with_launch_script(["--config", str(p)])
+    assert results["trainer_type"] == "compression"
+    assert (tmp_path / "run" / "compression_model.json").exists()
+    out = evaluate.main(["--config", str(p)])
+    assert set(out["summary"]["methods"]) == {"policy", "random", "frequency", "surprisal"}
+    for row in out["summary"]["methods"].values():
+        assert row["ratio"]["mean"] == pytest.approx(6 / 16)  # round(0.4 * 16) tokens removed by every method
+    assert out["speed"]["kept_len"] == 10
+    assert (tmp_path / "run" / "eval.md").read_text().startswith("| method")
+
+
+def test_search_is_resumable(recipe, tmp_path):
+    pytest.importorskip("optuna")
+    from open_r1_ext.compression import search
+
+    p, _ = recipe
+    first = search.main(["--config", str(p), "--max-trials", "1", "--max_steps", "1"])
+    assert first["trials"] == 1
+    second = search.main(["--config", str(p), "--max-trials", "2", "--max_steps", "1"])
+    assert second["trials"] == 2 and 0.0 <= second["best_value"] <= 1.0
+    assert json.loads((tmp_path / "run" / "best_trial.json").read_text())["trials"] == 2
