@@ -261,3 +261,28 @@ def test_summary_has_tests_against_each_baseline():
     assert t["accuracy_diff"] == pytest.approx(0.3, abs=0.03) and t["p_paired_t_sequences"] < 1e-6
     assert t["bootstrap_ci95"][0] > 0.2 and t["n_seeds"] == 3
     assert s["methods"]["policy"]["ratio"]["mean"] == pytest.approx(0.4)
+
+
+def test_pretrained_gpt2_from_a_local_folder(tmp_path, tiny_data):
+    """`model_name_or_path` = a local GPT-2 folder: its tokenizer prepares the data, its weights are loaded."""
+    from types import SimpleNamespace
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from open_r1_ext.compression.data import load_tokenizer
+
+    tok = load_tokenizer(tiny_data)
+    folder = tmp_path / "gpt2"
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=40, n_embd=16, n_layer=1, n_head=2))
+    gpt2.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    args = tiny_args(tmp_path, tmp_path / "pretrained_data")
+    plays = tmp_path / "plays"
+    plays.mkdir()
+    (plays / "a.txt").write_text("To be, or not to be, that is the question. " * 40)
+    (plays / "b.txt").write_text("Whether 'tis nobler in the mind to suffer. " * 40)
+    args.texts_folder = str(plays)
+    built = CompressionTrainer.build_model_and_data(None, args, SimpleNamespace(model_name_or_path=str(folder)))
+    rec = built["model"].reconstructor
+    assert torch.equal(rec.transformer.wte.weight, gpt2.transformer.wte.weight)
+    assert len(built["processing_class"]) == len(tok)
