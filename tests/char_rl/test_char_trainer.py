@@ -1,0 +1,144 @@
+"""CharGRPOTrainer end to end on a tiny in-memory corpus: learning, resume, launch-script integration, hooks."""
+
+import inspect
+import json
+import os
+
+import pytest
+import torch
+from transformers import Trainer
+
+from open_r1_ext.char_rl.data import CharCorpus
+from open_r1_ext.char_rl.trainer import STATE_FILE, CharGRPOConfig, CharGRPOTrainer, corpus_datasets
+
+
+def _args(tmp_path, **kw):
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        model_preset="cpu-tiny",
+        block_size=32,
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        max_steps=150,
+        logging_steps=50,
+        save_strategy="no",
+        eval_strategy="no",
+        eval_batches=4,
+        sample_chars=20,
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+    base.update(kw)
+    return CharGRPOConfig(**base)
+
+
+def _trainer(args, play_text):
+    corpus = CharCorpus.from_text(play_text)
+    ds = corpus_datasets(corpus)
+    torch.manual_seed(args.seed)
+    return CharGRPOTrainer(
+        model=CharGRPOTrainer.build_model(args, len(corpus.tokenizer)),
+        reward_funcs=[],
+        args=args,
+        train_dataset=ds["train"],
+        eval_dataset=ds["test"],
+        processing_class=corpus.tokenizer,
+    )
+
+
+def test_short_game_run_beats_unigram(tmp_path, play_text):
+    trainer = _trainer(_args(tmp_path), play_text)
+    before = trainer.evaluate()["eval_accuracy"]
+    trainer.train()
+    res = trainer.summary_results()
+    unigram = res["baselines"]["unigram"]["accuracy"]
+    assert res["val_accuracy"] > unigram > before
+    assert res["val_ce"] < res["baselines"]["unigram"]["ce"]
+    logged = {k for h in trainer.state.log_history for k in h}
+    for key in ("game/reward_mean", "game/kl_ngram", "health/ece", "health/grad_norm", "perf/chars_per_second"):
+        assert key in logged, key
+    assert res["samples"] and len(res["samples"][-1]["text"]) == 20
+
+
+def test_objective_ce_is_the_twin(tmp_path, play_text):
+    trainer = _trainer(_args(tmp_path, objective="ce", max_steps=3), play_text)
+    trainer.train()
+    logged = {k for h in trainer.state.log_history for k in h}
+    assert "train/ce" in logged and not any(k.startswith("game/") for k in logged)
+
+
+def test_resume_restores_extra_state(tmp_path, play_text):
+    kw = dict(max_steps=6, save_strategy="steps", save_steps=3, adaptive_kl=True, kl_target=0.05, beta=0.1)
+    first = _trainer(_args(tmp_path, **kw), play_text)
+    first.train()
+    ckpt = tmp_path / "out" / "checkpoint-3"
+    saved = json.loads((ckpt / STATE_FILE).read_text())
+    assert saved["beta"] != 0.1 and saved["health"]["step"] == 3
+    assert saved["ngram"]["fingerprint"] == first.corpus.fingerprint and os.path.isfile(saved["ngram"]["cache_path"])
+
+    second = _trainer(_args(tmp_path, **kw), play_text)
+    assert second.load_checkpoint_state(str(ckpt))
+    assert second.beta == pytest.approx(saved["beta"]) and second.kl_controller.beta == pytest.approx(saved["beta"])
+    assert second.health.state_dict() == saved["health"]
+    second.train(resume_from_checkpoint=str(ckpt))
+    assert second.state.global_step == 6 and second.health.step == 6
+    assert second.beta == pytest.approx(first.beta)
+
+    other = _trainer(_args(tmp_path, **kw), play_text[:30_000])
+    with pytest.raises(ValueError, match="another corpus"):
+        other.load_char_state(saved)
+
+
+def test_launch_script_builds_and_trains(tmp_path, corpus_file):
+    from open_r1_ext.grpo import main, parse_args
+
+    recipe = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "char_grpo_cpu_quick.yaml")
+    flags = ["--corpus", corpus_file, "--model_preset", "cpu-tiny", "--max_steps", "4", "--eval_steps", "2"]
+    flags += ["--eval_batches", "2", "--output_dir", str(tmp_path / "run"), "--plot", "false", "--block_size", "32"]
+    script_args, training_args, model_args = parse_args(["--config", recipe, *flags])
+    assert isinstance(training_args, CharGRPOConfig)
+    results = main(script_args, training_args, model_args)
+    assert results["objective"] == "game" and 0.0 <= results["val_accuracy"] <= 1.0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["val_ce"] == pytest.approx(results["val_ce"])
+
+
+def test_char_entry_point(tmp_path, corpus_file):
+    from open_r1_ext.char_rl.train import cli
+
+    recipe = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "char_grpo_cpu_quick.yaml")
+    res = cli(
+        ["--config", recipe, "--corpus", corpus_file, "--model_preset", "cpu-tiny", "--max_steps", "2"]
+        + ["--eval_strategy", "no", "--output_dir", str(tmp_path / "e"), "--block_size", "16", "--objective", "ce"]
+    )
+    assert res["objective"] == "ce" and (tmp_path / "e" / "results.json").is_file()
+
+
+def test_config_validation_quotes_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="'sgd'"):
+        _args(tmp_path, objective="sgd")
+    with pytest.raises(ValueError, match="known: .*'target_mean'"):
+        _args(tmp_path, advantage_norm="median")
+    with pytest.raises(ValueError, match="known presets"):
+        _args(tmp_path, model_preset="gpt5")
+
+
+# Trainer hooks CharGRPOTrainer overrides; a transformers upgrade that changes one must fail here.
+HOOKS = {
+    "compute_loss": ["self", "model", "inputs", "return_outputs", "num_items_in_batch"],
+    "training_step": ["self", "model", "inputs", "num_items_in_batch"],
+    "_prepare_inputs": ["self", "inputs"],
+    "_get_grad_norm": ["self", "model", "grad_norm"],
+    "_save_checkpoint": ["self", "model", "trial"],
+    "_load_optimizer_and_scheduler": ["self", "checkpoint"],
+    "log": ["self", "logs", "start_time"],
+    "evaluate": ["self", "eval_dataset", "ignore_keys", "metric_key_prefix"],
+    "get_train_dataloader": ["self"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_trainer_hook_signature(name):
+    params = list(inspect.signature(getattr(Trainer, name)).parameters)
+    assert params[: len(HOOKS[name])] == HOOKS[name], f"Trainer.{name} signature changed: {params}"
