@@ -310,7 +310,7 @@ class CharGRPOTrainer(Trainer):
         self._kl_since_step: list[float] = []
         self._buffer: dict | None = None
         self._buffer_uses = 0
-        self._chars, self._step_seconds, self._eval_seconds = 0, 0.0, 0.0
+        self._chars, self._step_seconds, self.eval_seconds = 0, 0.0, 0.0
         self.eval_history: list[dict] = []
         self.samples: list[tuple[int, str]] = []
         self._baselines: dict | None = None
@@ -468,7 +468,7 @@ class CharGRPOTrainer(Trainer):
             logger.info("[sample @ step %d]\n%s", self.state.global_step, text)
             print(f"[sample @ step {self.state.global_step}] {text!r}", flush=True)
         self.eval_history.append({"step": self.state.global_step, **m})
-        self._eval_seconds += time.perf_counter() - t0
+        self.eval_seconds += time.perf_counter() - t0
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
