@@ -19,6 +19,7 @@ TRAINERS: dict[str, tuple[str, str]] = {
         "open_r1_ext.token_adaptive.trainer:TokenAdaptiveConfig",
         "open_r1_ext.token_adaptive.trainer:TokenAdaptiveGRPOTrainer",
     ),
+    "token_scavenger": ("open_r1_ext.token_scavenger.trainer:TokenScavengerConfig", "open_r1_ext.token_scavenger.trainer:TokenScavengerGRPOTrainer"),
 }
 
 

@@ -1,0 +1,24 @@
+"""TokenScavenger (seed 000, GRPO part): two-level latent-group advantages, carousel memory alignment, CE-anchored
+RL warm-up, TRL's entropy control and shaped rewards. See `trainer.py` for what changes w.r.t. GRPO."""
+
+from .carousel import CarouselBuffer
+from .estimators import ESTIMATORS, AdvantageEstimate, get_estimator, register_estimator
+from .grouping import GROUPING_KEYS, LatentBatch, get_grouping_key, register_grouping_key
+from .trainer import TokenScavengerConfig, TokenScavengerGRPOTrainer, TokenScavengerMixin, grpo_weight_schedule
+
+
+__all__ = [
+    "ESTIMATORS",
+    "GROUPING_KEYS",
+    "AdvantageEstimate",
+    "CarouselBuffer",
+    "LatentBatch",
+    "TokenScavengerConfig",
+    "TokenScavengerGRPOTrainer",
+    "TokenScavengerMixin",
+    "get_estimator",
+    "get_grouping_key",
+    "grpo_weight_schedule",
+    "register_estimator",
+    "register_grouping_key",
+]

@@ -1,0 +1,444 @@
+"""TokenScavenger: two-level latent-group advantages, carousel memory alignment, CE-anchored RL warm-up.
+
+Seed: `../shared/seeds/000_2452fced7af1b1cb.txt` (its GRPO part). Its public version built "latent groups" from
+contiguous slices of the batch, so the micro-advantage was always zero; here latent groups are rollouts of one
+prompt that really share something (an answer, a prefix, a hidden-state cluster; see `grouping.py`). How
+`TokenScavengerGRPOTrainer` departs from TRL's `GRPOTrainer`:
+
+1. **Advantages** (`_generate_and_score_completions`, a wrapper). The base method runs unchanged; then the
+   advantages are recomputed by the configured estimator (`estimators.py`: `two_level`, `rloo`, `dr_grpo`, or
+   `grpo`, which keeps TRL's own) on the rewards *gathered over all processes* (kept by the `_calculate_rewards`
+   wrapper), and this process's slice replaces `advantages`, exactly where TRL slices its own.
+2. **Loss** (`_compute_loss`, a wrapper): `w_grpo(step) * GRPO loss + ce_loss_weight * CE(reference completions)
+   + carousel_weight * MSE(logp_now, logp_stored)` on a replay batch. `w_grpo` is 0 for `rl_warmup_steps`
+   optimizer steps, then ramps linearly to `grpo_loss_weight` over `rl_ramp_steps`.
+3. **Carousel admission** reads the log-probs GRPO's loss forward already computed (`_get_per_token_logps_and_
+   entropies` is wrapped to keep them), so storing costs no extra forward pass; replaying costs one forward and
+   backward on `carousel_batch_size` rows.
+4. **Entropy control** is TRL's (`use_adaptive_entropy`, `entropy_target`; logged by TRL as `entropy_coef`),
+   defaulted to the seed's 1.5-nat target; `entropy_target_vocab_fraction: 0.15` sets `0.15 * ln|V|` instead.
+5. **Checkpoints** carry the carousel (`token_scavenger_rank{i}.pt`, one per process), written in
+   `_save_checkpoint` and read in `_load_optimizer_and_scheduler`, the hooks TRL uses for its own entropy state.
+
+The trainer is `TokenScavengerMixin` over `TokenAdaptiveGRPOTrainer`, whose hooks (`_generate_single_turn`, the
+`prefix_ids` wrapper) are disjoint from these; `use_token_adaptive` (default false here) switches its sampling on,
+and the `prefix` grouping key then groups rollouts by the prefix they were resampled from.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from open_r1_ext.core.rewards import completion_text
+from open_r1_ext.token_adaptive.trainer import TokenAdaptiveConfig, TokenAdaptiveGRPOTrainer
+
+from . import rewards as _shaped_rewards  # noqa: F401  (registers the shaped rewards by name)
+from .carousel import CarouselBuffer, pad_replay_batch
+from .estimators import ESTIMATORS, USES_LATENT_GROUPS, get_estimator
+from .grouping import GROUPING_KEYS, KEY_NEEDS, LatentBatch, get_grouping_key
+
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "token_scavenger_rank{rank}.pt"
+
+
+def grpo_weight_schedule(step: int, warmup_steps: int, ramp_steps: int, target: float) -> float:
+    """GRPO loss weight at optimizer step `step` (0-based): 0 for `warmup_steps` steps, then `target * j /
+    ramp_steps` at the j-th step after them (j = 1, 2, ...), `target` from then on (at once when `ramp_steps` is 0)."""
+    if step < warmup_steps:
+        return 0.0
+    if ramp_steps <= 0:
+        return target
+    return target * min(1.0, (step - warmup_steps + 1) / ramp_steps)
+
+
+@dataclass
+class TokenScavengerConfig(TokenAdaptiveConfig):
+    """`TokenAdaptiveConfig` (hence `GRPOConfig`) plus TokenScavenger. Defaults are the seed's where it gives one."""
+
+    use_token_adaptive: bool = field(
+        default=False,
+        metadata={"help": "Token-adaptive sampling (see open_r1_ext.token_adaptive); off by default here."},
+    )
+    advantage_estimator: str = field(
+        default="two_level",
+        metadata={"help": f"Advantage estimator, one of {sorted(ESTIMATORS)}; `grpo` keeps TRL's advantages."},
+    )
+    grouping_key: str = field(
+        default="prefix",
+        metadata={"help": f"Latent-group key for the two-level estimator, one of {sorted(GROUPING_KEYS)}."},
+    )
+    micro_weight: float = field(
+        default=1.0, metadata={"help": "omega in A = macro + omega * micro (two-level estimator)."}
+    )
+    advantage_clamp_max: float | None = field(
+        default=5.0, metadata={"help": "Clamp advantages to +-this (None: no clamp). The seed's 5.0."}
+    )
+    prefix_tokens: int = field(
+        default=8,
+        metadata={"help": "`prefix` key without token-adaptive sampling: rollouts sharing this many first tokens."},
+    )
+    hidden_num_clusters: int = field(
+        default=2, metadata={"help": "`hidden` key: k-means clusters per prompt group (at most num_generations)."}
+    )
+    carousel_weight: float = field(
+        default=0.1, metadata={"help": "Weight of the carousel MSE between current and stored log-probs (0: off)."}
+    )
+    carousel_size: int = field(default=256, metadata={"help": "Carousel capacity (rollouts, oldest evicted)."})
+    carousel_reward_threshold: float = field(
+        default=1.0, metadata={"help": "A rollout whose total weighted reward is >= this enters the carousel."}
+    )
+    carousel_batch_size: int = field(
+        default=16, metadata={"help": "Rollouts replayed per micro-batch for the carousel MSE."}
+    )
+    ce_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the cross-entropy anchor on the dataset's reference completions (column "
+            "`completion`); 0 turns it off. Ignored, with a warning, when the dataset has no such column."
+        },
+    )
+    grpo_loss_weight: float = field(
+        default=0.25, metadata={"help": "GRPO loss weight once the warm-up and ramp are over (seed: 0.25)."}
+    )
+    rl_warmup_steps: int = field(
+        default=100, metadata={"help": "Optimizer steps with GRPO loss weight 0 (pure CE anchor + carousel)."}
+    )
+    rl_ramp_steps: int = field(
+        default=50, metadata={"help": "Steps over which the GRPO weight ramps linearly from 0 to grpo_loss_weight."}
+    )
+    entropy_target_vocab_fraction: float | None = field(
+        default=None,
+        metadata={"help": "If set (seed: 0.15), TRL's entropy_target becomes this * ln(vocab size)."},
+    )
+    # TRL fields whose defaults change: the seed's entropy control and KL-free loss.
+    use_adaptive_entropy: bool = field(
+        default=True, metadata={"help": "TRL's adaptive entropy control (Skywork-OR1), on as in the seed."}
+    )
+    entropy_target: float = field(
+        default=1.5, metadata={"help": "Target mean token entropy (nats) for TRL's controller; the seed's 1.5."}
+    )
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0.0 as in the seed (no reference model)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.advantage_estimator not in ESTIMATORS:
+            raise ValueError(
+                f"advantage_estimator must be one of {sorted(ESTIMATORS)}, got {self.advantage_estimator!r}"
+            )
+        if self.grouping_key not in GROUPING_KEYS:
+            raise ValueError(f"grouping_key must be one of {sorted(GROUPING_KEYS)}, got {self.grouping_key!r}")
+        if self.advantage_estimator != "grpo":
+            if self.scale_rewards not in ("group", "none"):
+                raise ValueError(
+                    f"advantage_estimator={self.advantage_estimator!r} normalises per group; scale_rewards must be "
+                    f"'group' or 'none', got {self.scale_rewards!r}"
+                )
+            if self.multi_objective_aggregation != "sum_then_normalize":
+                raise ValueError(
+                    f"advantage_estimator={self.advantage_estimator!r} needs multi_objective_aggregation="
+                    f"'sum_then_normalize', got {self.multi_objective_aggregation!r}"
+                )
+        for name in ("micro_weight", "carousel_weight", "ce_loss_weight", "grpo_loss_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0.0):
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if self.advantage_clamp_max is not None and self.advantage_clamp_max <= 0:
+            raise ValueError(f"advantage_clamp_max must be > 0 or None, got {self.advantage_clamp_max!r}")
+        for name in ("prefix_tokens", "hidden_num_clusters", "carousel_size", "carousel_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("rl_warmup_steps", "rl_ramp_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        frac = self.entropy_target_vocab_fraction
+        if frac is not None and not 0.0 < frac <= 1.0:
+            raise ValueError(f"entropy_target_vocab_fraction must be in (0, 1] or None, got {frac!r}")
+
+
+class TokenScavengerMixin:
+    """TokenScavenger's hooks, for any `GRPOTrainer` subclass whose config is a `TokenScavengerConfig`.
+
+    Wrapped hooks (each calls `super()` first): `_calculate_rewards` (keeps the gathered rewards and this
+    process's completions), `_generate_and_score_completions` (advantages, CE targets, carousel candidates),
+    `_get_per_token_logps_and_entropies` (keeps the loss forward's log-probs for the carousel), `_compute_loss`
+    (weights and extra terms), `_save_checkpoint` / `_load_optimizer_and_scheduler` (carousel state).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, TokenScavengerConfig):
+            raise TypeError(f"{type(self).__name__} needs a TokenScavengerConfig, got {type(self.args).__name__}")
+        args = self.args
+        self.estimator = get_estimator(args.advantage_estimator)
+        self.grouping_key = get_grouping_key(args.grouping_key)
+        self.carousel = CarouselBuffer(args.carousel_size, seed=args.seed + self.accelerator.process_index)
+        if args.entropy_target_vocab_fraction is not None:
+            config = self.accelerator.unwrap_model(self.model).config
+            vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
+            # TRL's controller reads `args.entropy_target` at every step
+            args.entropy_target = args.entropy_target_vocab_fraction * math.log(vocab)
+        self._scavenger_rewards = None  # (gathered rewards_per_func, local completions, local completion ids)
+        self._keep_logps = False
+        self._kept_logps = None
+        self._warned_no_reference = False
+
+    # ---- advantages ---------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._scavenger_rewards = (rewards_per_func, completions, completion_ids_list)
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        self._scavenger_rewards = None
+        output = super()._generate_and_score_completions(inputs)
+        rewards_per_func, completions, completion_ids_list = self._scavenger_rewards
+        self._scavenger_rewards = None
+        mode = "train" if self.model.training else "eval"
+        device = output["completion_ids"].device
+        local_n = output["completion_ids"].size(0)
+        process_slice = slice(self.accelerator.process_index * local_n, (self.accelerator.process_index + 1) * local_n)
+
+        # The same scalar reward TRL normalises (sum_then_normalize), gathered over processes: (N,)
+        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+        rewards[unscorable] = torch.nan
+
+        if self.args.advantage_estimator != "grpo":
+            num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+            group_ids = torch.arange(rewards.numel(), device=device) // num_generations
+            if self.args.advantage_estimator in USES_LATENT_GROUPS:
+                latent_ids = self._latent_labels(output, completions, completion_ids_list, group_ids)
+            else:
+                latent_ids = torch.arange(rewards.numel(), device=device)
+            estimate = self.estimator(
+                rewards,
+                group_ids,
+                latent_ids,
+                scale=self.scale_rewards != "none",
+                omega=self.args.micro_weight,
+                eps=1e-4,
+                clamp_max=self.args.advantage_clamp_max,
+            )
+            output["advantages"] = estimate.advantages[process_slice].to(output["advantages"].dtype)
+            self._log_advantages(mode, estimate, group_ids, latent_ids)
+        elif self.args.advantage_clamp_max is not None:
+            output["advantages"] = output["advantages"].clamp(
+                -self.args.advantage_clamp_max, self.args.advantage_clamp_max
+            )
+
+        if mode == "train" and self.args.carousel_weight > 0:
+            local = rewards[process_slice]
+            output["scavenger_admit"] = (local >= self.args.carousel_reward_threshold) & ~torch.isnan(local)
+            output["scavenger_reward"] = torch.nan_to_num(local, nan=0.0)
+        if self.args.ce_loss_weight > 0:
+            output.update(self._reference_targets(inputs, device))
+        return output
+
+    def _latent_labels(self, output, completions, completion_ids_list, group_ids) -> torch.Tensor:
+        """Latent labels `(N,)` over the gathered batch, from only the fields the grouping key needs."""
+        needs = KEY_NEEDS[self.args.grouping_key]
+        device = group_ids.device
+        batch = LatentBatch(
+            group_ids=group_ids,
+            prefix_tokens=self.args.prefix_tokens,
+            num_clusters=self.args.hidden_num_clusters,
+        )
+        if "completions" in needs:
+            batch.completions = [completion_text(c) for c in gather_object(list(completions))]
+        adaptive_prefixes = self.args.use_token_adaptive and self.model.training and "prefix_ids" in output
+        if "prefix_ids" in needs and adaptive_prefixes:
+            batch.prefix_ids = self.accelerator.gather(output["prefix_ids"].to(device))
+        elif "completion_ids" in needs:
+            k = self.args.prefix_tokens
+            first = torch.full((len(completion_ids_list), k), -1, dtype=torch.long)
+            for i, ids in enumerate(completion_ids_list):
+                ids = list(ids)[:k]
+                first[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            batch.completion_ids = self.accelerator.gather(first.to(device))
+        if "hidden" in needs:
+            batch.hidden = self.accelerator.gather(self._pooled_hidden(output))
+        return self.grouping_key(batch).to(device)
+
+    @torch.no_grad()
+    def _pooled_hidden(self, output) -> torch.Tensor:
+        """Last-layer hidden states mean-pooled over completion tokens, `(B, H)` (one extra no-grad forward)."""
+        input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        c_mask = output["completion_mask"].unsqueeze(-1).to(hidden.dtype)
+        c_hidden = hidden[:, -output["completion_ids"].size(1) :]
+        return ((c_hidden * c_mask).sum(1) / c_mask.sum(1).clamp(min=1.0)).float()
+
+    def _log_advantages(self, mode, estimate, group_ids, latent_ids):
+        m = self._metrics[mode]
+        m["scavenger/micro_adv_std"].append(estimate.micro.std().item() if estimate.micro.numel() > 1 else 0.0)
+        m["scavenger/macro_adv_std"].append(estimate.macro.std().item() if estimate.macro.numel() > 1 else 0.0)
+        if self.args.advantage_estimator in USES_LATENT_GROUPS:
+            pairs = torch.stack([group_ids, latent_ids.to(group_ids.device)], dim=1)
+            _, inverse, counts = torch.unique(pairs, dim=0, return_inverse=True, return_counts=True)
+            num_prompts = int(group_ids.max().item()) + 1
+            m["scavenger/latent_groups_per_prompt"].append(counts.numel() / num_prompts)
+            m["scavenger/singleton_frac"].append((counts[inverse] == 1).float().mean().item())
+
+    # ---- CE anchor ----------------------------------------------------------------------------------------------
+
+    def _reference_targets(self, inputs, device) -> dict[str, torch.Tensor]:
+        """Tokenised reference completions `(B, C_ref)` + eos, their mask, and `ce_rows` `(B,)`: the first row of
+        each prompt in this batch (a prompt is repeated `num_generations` times; its CE is counted once)."""
+        if "completion" not in inputs[0] or not hasattr(self.processing_class, "convert_tokens_to_ids"):
+            if not self._warned_no_reference:
+                logger.warning("ce_loss_weight > 0 but the dataset has no `completion` column: no CE anchor")
+                self._warned_no_reference = True
+            return {}
+        tok = self.processing_class
+        texts = [completion_text(x["completion"]) for x in inputs]
+        ids = tok(text=texts, add_special_tokens=False)["input_ids"]
+        ids = [row[: self.max_completion_length - 1] + [tok.eos_token_id] for row in ids]
+        width = max(len(r) for r in ids)
+        ce_ids = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
+        ce_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            ce_ids[i, : len(row)] = torch.tensor(row)
+            ce_mask[i, : len(row)] = 1
+        seen, first = set(), []
+        for x in inputs:
+            key = str(x["prompt"])
+            first.append(key not in seen)
+            seen.add(key)
+        return {
+            "ce_completion_ids": ce_ids.to(device),
+            "ce_completion_mask": ce_mask.to(device),
+            "ce_rows": torch.tensor(first, dtype=torch.bool, device=device),
+        }
+
+    def _ce_loss(self, model, inputs) -> torch.Tensor:
+        """Mean token CE of the reference completions of this micro-batch's `ce_rows` (0 when it has none)."""
+        rows = inputs["ce_rows"]
+        if not bool(rows.any()):
+            return torch.zeros((), device=rows.device)
+        comp, comp_mask = inputs["ce_completion_ids"][rows], inputs["ce_completion_mask"][rows]
+        width = int(comp_mask.sum(1).max().item())
+        comp, comp_mask = comp[:, :width], comp_mask[:, :width]
+        input_ids = torch.cat([inputs["prompt_ids"][rows], comp], dim=1)
+        attention = torch.cat([inputs["prompt_mask"][rows], comp_mask], dim=1)
+        logits = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=width + 1).logits[:, :-1]
+        ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), comp.reshape(-1), reduction="none")
+        mask = comp_mask.reshape(-1).float()
+        return (ce * mask).sum() / mask.sum().clamp(min=1.0)
+
+    # ---- carousel -----------------------------------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._keep_logps:
+            self._kept_logps = out[0].detach()
+        return out
+
+    def _carousel_mse(self, model) -> torch.Tensor | None:
+        """MSE between the current and stored log-probs over the completion tokens of a replay batch `(R, C)`."""
+        entries = self.carousel.sample(self.args.carousel_batch_size)
+        if not entries:
+            return None
+        batch = pad_replay_batch(entries, self._tokenizer.pad_token_id, self.accelerator.device)
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            model, batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"]
+        )
+        mask = batch["completion_mask"].float()
+        return (((logps - batch["old_logps"]) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def _admit(self, inputs, logps):
+        """Store this micro-batch's admitted rollouts with the log-probs they have now (before the update)."""
+        old = inputs.get("old_per_token_logps")
+        logps = old if old is not None else logps
+        admit = inputs["scavenger_admit"].nonzero(as_tuple=True)[0].tolist()
+        for i in admit:
+            p = inputs["prompt_ids"][i][inputs["prompt_mask"][i].bool()]
+            c_mask = inputs["completion_mask"][i].bool()
+            self.carousel.add(p, inputs["completion_ids"][i][c_mask], logps[i][c_mask], inputs["scavenger_reward"][i])
+
+    # ---- loss ---------------------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        mode = "train" if self.model.training else "eval"
+        args = self.args
+        carousel_on = mode == "train" and args.carousel_weight > 0 and "scavenger_admit" in inputs
+        self._keep_logps, self._kept_logps = carousel_on, None
+        try:
+            grpo_loss = super()._compute_loss(model, inputs)
+        finally:
+            self._keep_logps = False
+        kept, self._kept_logps = self._kept_logps, None
+
+        if mode == "train":
+            weight = grpo_weight_schedule(
+                self.state.global_step, args.rl_warmup_steps, args.rl_ramp_steps, args.grpo_loss_weight
+            )
+        else:
+            weight = args.grpo_loss_weight
+        loss = weight * grpo_loss
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        metrics = self._metrics[mode]
+        metrics["scavenger/grpo_weight"].append(weight)
+
+        # The extra forwards run on the unwrapped module: under DDP each wrapped forward is a collective (buffer
+        # broadcast), and whether a process has CE rows or replay entries differs between processes. Their
+        # gradients still reach DDP's reduction, which fires once per parameter for the whole backward.
+        module = self.accelerator.unwrap_model(model)
+        if args.ce_loss_weight > 0 and "ce_rows" in inputs:
+            ce = self._ce_loss(module, inputs)
+            loss = loss + args.ce_loss_weight * ce / accumulation
+            metrics["scavenger/ce_loss"].append(self.accelerator.gather(ce.detach()).mean().item())
+
+        if carousel_on:
+            mse = self._carousel_mse(module)  # replayed before this batch is admitted
+            if mse is not None:
+                loss = loss + args.carousel_weight * mse / accumulation
+            value = mse.detach() if mse is not None else torch.zeros((), device=self.accelerator.device)
+            metrics["scavenger/carousel_mse"].append(self.accelerator.gather(value).mean().item())
+            if kept is not None:
+                self._admit(inputs, kept)
+            size = torch.tensor(float(len(self.carousel)), device=self.accelerator.device)
+            metrics["scavenger/carousel_size"].append(self.accelerator.gather(size).mean().item())
+        return loss
+
+    # ---- checkpoints --------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.carousel_weight > 0:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, STATE_FILE.format(rank=self.accelerator.process_index))
+            torch.save({"carousel": self.carousel.state_dict()}, path)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.args.carousel_weight <= 0:
+            return
+        path = os.path.join(checkpoint, STATE_FILE.format(rank=self.accelerator.process_index))
+        if os.path.exists(path):
+            self.carousel.load_state_dict(torch.load(path, weights_only=True)["carousel"])
+        else:
+            logger.warning("No %s in %s: the carousel restarts empty", os.path.basename(path), checkpoint)
+
+
+class TokenScavengerGRPOTrainer(TokenScavengerMixin, TokenAdaptiveGRPOTrainer):
+    """TokenScavenger on top of the token-adaptive trainer (plain GRPO sampling unless `use_token_adaptive`).
+
+    See the module docstring for what changes w.r.t. `GRPOTrainer` and in which hook.
+    """
+
+    _tag_names = ["trl", "grpo", "token-scavenger"]
