@@ -101,7 +101,8 @@ def test_launch_script_builds_and_trains(tmp_path, corpus_file):
     assert isinstance(training_args, CharGRPOConfig)
     results = main(script_args, training_args, model_args)
     assert results["objective"] == "game" and 0.0 <= results["val_accuracy"] <= 1.0
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["val_ce"] == pytest.approx(results["val_ce"])
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written["val_ce"] == pytest.approx(results["val_ce"]) and written["final_reward"] is not None
 
 
 def test_char_entry_point(tmp_path, corpus_file):

@@ -438,6 +438,8 @@ class CharGRPOTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model is not None and self.model.training and self._metrics:
             logs = {**logs, **{k: sum(v) / len(v) for k, v in self._metrics.items() if v}}
+            if "game/reward_mean" in logs:  # the launch script's run summary plots `reward`
+                logs["reward"] = logs["game/reward_mean"]
             if self._step_seconds > 0:
                 logs["perf/chars_per_second"] = self._chars / self._step_seconds
             self._metrics.clear()
