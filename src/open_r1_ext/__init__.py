@@ -19,6 +19,18 @@ _LAZY = {
     "register_reward": "open_r1_ext.core.rewards",
     "TRAINERS": "open_r1_ext.trainers",
     "get_trainer_classes": "open_r1_ext.trainers",
+    # token-adaptive GRPO (issue 3)
+    "TokenAdaptiveConfig": "open_r1_ext.token_adaptive.trainer",
+    "TokenAdaptiveGRPOTrainer": "open_r1_ext.token_adaptive.trainer",
+    # TokenScavenger advantage shaping (issue 4)
+    "TokenScavengerConfig": "open_r1_ext.token_scavenger.trainer",
+    "TokenScavengerGRPOTrainer": "open_r1_ext.token_scavenger.trainer",
+    # token compression (issue 7)
+    "CompressionConfig": "open_r1_ext.compression.trainer",
+    "CompressionTrainer": "open_r1_ext.compression.trainer",
+    # char-level RL (issue 8)
+    "CharGRPOConfig": "open_r1_ext.char_rl.trainer",
+    "CharGRPOTrainer": "open_r1_ext.char_rl.trainer",
     # teacher-scored RLAIF (issue 6)
     "AnthropicTeacher": "open_r1_ext.rlaif.teacher",
     "TeacherConfig": "open_r1_ext.rlaif.teacher",

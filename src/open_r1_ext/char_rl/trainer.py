@@ -53,6 +53,8 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig
 
+from open_r1_ext.core.kl import AdaptiveKLController
+
 from .data import DEFAULT_CORPUS, CharCorpus, CharTokenizer, load_corpus
 from .evaluation import evaluate_char_model, ngram_baselines, sample_text
 from .game import ADVANTAGE_NORMS, game_loss, game_rewards, sample_group
@@ -179,26 +181,6 @@ class CharGRPOConfig(GRPOConfig):
             raise ValueError(f"block_size must be >= 2, got {self.block_size!r}")
         if self.adaptive_kl and (self.kl_target <= 0 or self.beta <= 0):
             raise ValueError(f"adaptive_kl needs kl_target > 0 and beta > 0, got {self.kl_target!r}, {self.beta!r}")
-
-
-@dataclass
-class AdaptiveKLController:
-    """Proportional KL control (Ziegler et al. 2019): `beta *= 1 + rate * clip(kl / target - 1, -0.2, 0.2)`."""
-
-    beta: float
-    target: float
-    rate: float = 0.1
-
-    def update(self, kl: float) -> float:
-        if math.isfinite(kl):
-            self.beta *= 1.0 + self.rate * min(0.2, max(-0.2, kl / self.target - 1.0))
-        return self.beta
-
-    def state_dict(self) -> dict:
-        return {"beta": self.beta, "target": self.target, "rate": self.rate}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.beta, self.target, self.rate = float(state["beta"]), float(state["target"]), float(state["rate"])
 
 
 class _Blocks(torch.utils.data.Dataset):

@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,8 @@ from pathlib import Path
 from accelerate.utils import is_peft_model
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
+
+from open_r1_ext.core.kl import AdaptiveKLController
 
 from .rubric import DEFAULT_RUBRIC
 from .teacher import AnthropicTeacher, TeacherConfig, default_cache_path
@@ -258,27 +259,6 @@ class RLAIFConfig(GRPOConfig):
             reward_threshold=self.reward_threshold if self.reward_threshold > 0.0 else None,
             default_language=self.teacher_language,
         )
-
-
-@dataclass
-class AdaptiveKLController:
-    """Proportional KL control (Ziegler et al. 2019): `beta *= 1 + rate * clip(kl / target - 1, -0.2, 0.2)`."""
-
-    beta: float
-    target: float
-    rate: float = 0.1
-
-    def update(self, kl: float) -> float:
-        if math.isfinite(kl):
-            error = min(0.2, max(-0.2, kl / self.target - 1.0))
-            self.beta *= 1.0 + self.rate * error
-        return self.beta
-
-    def state_dict(self) -> dict:
-        return {"beta": self.beta, "target": self.target, "rate": self.rate}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.beta, self.target, self.rate = float(state["beta"]), float(state["target"]), float(state["rate"])
 
 
 class RLAIFGRPOTrainer(GRPOTrainer):
