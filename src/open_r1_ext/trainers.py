@@ -20,6 +20,7 @@ TRAINERS: dict[str, tuple[str, str]] = {
         "open_r1_ext.token_adaptive.trainer:TokenAdaptiveGRPOTrainer",
     ),
     "token_scavenger": ("open_r1_ext.token_scavenger.trainer:TokenScavengerConfig", "open_r1_ext.token_scavenger.trainer:TokenScavengerGRPOTrainer"),
+    "deepmime": ("open_r1_ext.deepmime.trainer:DeepMimeConfig", "open_r1_ext.deepmime.trainer:DeepMimeTrainer"),
 }
 
 
