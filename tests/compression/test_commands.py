@@ -67,7 +67,6 @@ def test_prepare_train_evaluate(recipe, tmp_path):
 
 
 def test_search_is_resumable(recipe, tmp_path):
-    pytest.importorskip("optuna")
     from open_r1_ext.compression import search
 
     p, _ = recipe

@@ -291,7 +291,8 @@ def test_evaluation_is_plain_generation(tmp_path, tok, model_state, dataset):
 def test_lora_accumulation_and_reuse(tmp_path, tok, model_state, dataset):
     """LoRA, gradient accumulation, steps_per_generation and num_iterations together: tokens are counted once per
     generation, per optimizer step; the base weights stay frozen and the adapters train."""
-    peft = pytest.importorskip("peft")
+    import peft
+
     args = forced(tmp_path, max_steps=2, gradient_accumulation_steps=2, steps_per_generation=2, num_iterations=2)
     model = make_model(model_state)
     trainer = TokenAdaptiveGRPOTrainer(
