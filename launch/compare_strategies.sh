@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run two or more recipes on the same data and seeds, then print one comparison table and write a plot.
 #
-#   launch/compare_strategies.sh [--seeds "0 1 2"] [--out runs/compare] [--launcher "accelerate launch --num_processes 2"] \
+#   launch/compare_strategies.sh [--seeds "0 1 2"] [--out runs/compare] [--launcher "torchrun --standalone --nproc_per_node 2"] \
 #       recipes/grpo_builtin_baseline.yaml recipes/token_adaptive_builtin.yaml recipes/token_scavenger_builtin.yaml [-- --max_steps 50 ...]
 #
 # The first recipe is the baseline: the table gives every other recipe's ratios to it. Flags after `--` are passed

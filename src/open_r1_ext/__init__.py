@@ -25,6 +25,11 @@ _LAZY = {
     # TokenScavenger advantage shaping (issue 4)
     "TokenScavengerConfig": "open_r1_ext.token_scavenger.trainer",
     "TokenScavengerGRPOTrainer": "open_r1_ext.token_scavenger.trainer",
+    # DeepMime distillation (issue 5)
+    "DeepMimeConfig": "open_r1_ext.deepmime.trainer",
+    "DeepMimeTrainer": "open_r1_ext.deepmime.trainer",
+    "DeepMimeStudentConfig": "open_r1_ext.deepmime.model",
+    "DeepMimeStudentForCausalLM": "open_r1_ext.deepmime.model",
     # token compression (issue 7)
     "CompressionConfig": "open_r1_ext.compression.trainer",
     "CompressionTrainer": "open_r1_ext.compression.trainer",

@@ -14,12 +14,18 @@ TRAINERS: dict[str, tuple[str, str]] = {
     "grpo": ("trl:GRPOConfig", "trl:GRPOTrainer"),
     "rlaif": ("open_r1_ext.rlaif.trainer:RLAIFConfig", "open_r1_ext.rlaif.trainer:RLAIFGRPOTrainer"),
     "char_grpo": ("open_r1_ext.char_rl.trainer:CharGRPOConfig", "open_r1_ext.char_rl.trainer:CharGRPOTrainer"),
-    "compression": ("open_r1_ext.compression.trainer:CompressionConfig", "open_r1_ext.compression.trainer:CompressionTrainer"),
+    "compression": (
+        "open_r1_ext.compression.trainer:CompressionConfig",
+        "open_r1_ext.compression.trainer:CompressionTrainer",
+    ),
     "token_adaptive": (
         "open_r1_ext.token_adaptive.trainer:TokenAdaptiveConfig",
         "open_r1_ext.token_adaptive.trainer:TokenAdaptiveGRPOTrainer",
     ),
-    "token_scavenger": ("open_r1_ext.token_scavenger.trainer:TokenScavengerConfig", "open_r1_ext.token_scavenger.trainer:TokenScavengerGRPOTrainer"),
+    "token_scavenger": (
+        "open_r1_ext.token_scavenger.trainer:TokenScavengerConfig",
+        "open_r1_ext.token_scavenger.trainer:TokenScavengerGRPOTrainer",
+    ),
     "deepmime": ("open_r1_ext.deepmime.trainer:DeepMimeConfig", "open_r1_ext.deepmime.trainer:DeepMimeTrainer"),
 }
 
