@@ -37,6 +37,7 @@ from transformers import set_seed  # noqa: E402
 from open_r1_ext.core import tasks as tasks_mod  # noqa: E402
 from open_r1_ext.core.evaluation import evaluate_task  # noqa: E402
 from open_r1_ext.core.rewards import get_reward_funcs  # noqa: E402
+from open_r1_ext.core.tiny import sft_batch  # noqa: E402
 from open_r1_ext.deepmime.trainer import DeepMimeConfig, DeepMimeTrainer, create_student, load_teacher  # noqa: E402
 
 
@@ -80,19 +81,7 @@ def config(out: str, seed: int, steps: int, lr: float, rl_warmup: int) -> DeepMi
 
 def reference_batch(tok, rows):
     """Right-padded prompt + completion + eos with labels on the completion only."""
-    seqs, labels = [], []
-    for r in rows:
-        p = tok(r["prompt"], add_special_tokens=False)["input_ids"]
-        c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        seqs.append(p + c)
-        labels.append([-100] * len(p) + c)
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), tok.pad_token_id)
-    lab = torch.full((len(seqs), width), -100)
-    att = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, (s, lb) in enumerate(zip(seqs, labels)):
-        ids[i, : len(s)], lab[i, : len(lb)], att[i, : len(s)] = torch.tensor(s), torch.tensor(lb), 1
-    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+    return sft_batch(tok, rows)
 
 
 @torch.no_grad()

@@ -47,14 +47,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def step_times(trainer_type: str, extra: list[str], steps: int, out: str) -> list[float]:
+def step_times(trainer_type: str, extra: list[str], steps: int, out: str, recipe: str = RECIPE) -> list[float]:
+    """TRL's `step_time` of each step of one in-process run of `trainer_type` on `recipe` (first two dropped)."""
     from transformers import set_seed
 
     from open_r1_ext.core.rewards import get_reward_funcs
     from open_r1_ext.grpo import get_datasets, get_model_and_tokenizer, parse_args
     from open_r1_ext.trainers import get_trainer_classes
 
-    argv = ["--config", RECIPE, "--trainer_type", trainer_type, "--max_steps", str(steps), "--output_dir", out]
+    argv = ["--config", recipe, "--trainer_type", trainer_type, "--max_steps", str(steps), "--output_dir", out]
     argv += ["--save_strategy", "no", "--logging_steps", "1", "--disable_tqdm", "true", *extra]
     script_args, training_args, model_args = parse_args(argv)
     set_seed(training_args.seed)

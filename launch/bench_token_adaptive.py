@@ -52,30 +52,10 @@ def run_recipe(recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
 
 def step_times(trainer_type: str, recipe: str, steps: int, out: Path) -> list[float]:
     """Median-ready `step_time`s of one short in-process run of `trainer_type` on `recipe` (adaptation off)."""
-    from transformers import set_seed
+    from bench_overhead import step_times as timed_run  # launch/ is on sys.path when this script runs
 
-    from open_r1_ext.core.rewards import get_reward_funcs
-    from open_r1_ext.grpo import get_datasets, get_model_and_tokenizer, parse_args
-    from open_r1_ext.trainers import get_trainer_classes
-
-    argv = ["--config", recipe, "--trainer_type", trainer_type, "--max_steps", str(steps), "--output_dir", str(out)]
-    argv += ["--save_strategy", "no", "--logging_steps", "1", "--disable_tqdm", "true"]
-    if trainer_type == "token_adaptive":
-        argv += ["--use_token_adaptive", "false"]
-    script_args, training_args, model_args = parse_args(argv)
-    set_seed(training_args.seed)
-    dataset, _ = get_datasets(script_args)
-    model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
-    _, trainer_cls = get_trainer_classes(trainer_type)
-    trainer = trainer_cls(
-        model=model,
-        reward_funcs=get_reward_funcs(script_args.reward_funcs),
-        args=training_args,
-        train_dataset=dataset[script_args.dataset_train_split],
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    return [h["step_time"] for h in trainer.state.log_history if "step_time" in h][2:]
+    extra = ["--use_token_adaptive", "false"] if trainer_type == "token_adaptive" else []
+    return timed_run(trainer_type, extra, steps, str(out), recipe=recipe)
 
 
 def main(argv=None):

@@ -1,11 +1,9 @@
 """Shared tiny fixtures: a character tokenizer, a 2-layer Llama teacher, a tiny DeepMime config, a toy dataset."""
 
 import pytest
-import torch
 from datasets import Dataset
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from open_r1_ext.core.tiny import char_tokenizer
+from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.deepmime import DeepMimeConfig
 
 
@@ -16,20 +14,7 @@ def tok():
 
 @pytest.fixture()
 def teacher(tok):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=48,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
-    return LlamaForCausalLM(cfg)
+    return micro_llama(tok, hidden_size=48)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,8 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from open_r1_ext.core.tiny import char_tokenizer
+from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.rlaif.trainer import AdaptiveKLController, RLAIFConfig, RLAIFGRPOTrainer, teacher_reward
 from open_r1_ext.trainers import get_trainer_classes
 
@@ -17,20 +16,7 @@ PROMPTS = ["def add(a, b):\n", "def mul(a, b):\n", "int sub(int a) {\n", "fn neg
 
 
 def tiny_model(tok):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
-    return LlamaForCausalLM(cfg)
+    return micro_llama(tok)
 
 
 def make_args(tmp_path, server, **kw):

@@ -5,10 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from open_r1_ext.core.tiny import char_tokenizer
+from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,20 +27,8 @@ def test_pass_at_k():
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     tok = char_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
     path = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    micro_llama(tok).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 from datasets import Dataset
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
-from open_r1_ext.core.tiny import char_tokenizer
+from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.token_scavenger import TokenScavengerConfig, TokenScavengerGRPOTrainer
 from open_r1_ext.token_scavenger.estimators import get_estimator
 from open_r1_ext.token_scavenger.trainer import STATE_FILE
@@ -26,20 +26,8 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model_state(tok):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
-    return cfg, LlamaForCausalLM(cfg).state_dict()
+    model = micro_llama(tok)
+    return model.config, model.state_dict()
 
 
 def make_model(model_state):

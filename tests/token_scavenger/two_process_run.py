@@ -6,12 +6,10 @@ import json
 import os
 import sys
 
-import torch
 from accelerate import PartialState
 from datasets import Dataset
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from open_r1_ext.core.tiny import char_tokenizer
+from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.token_scavenger import TokenScavengerConfig, TokenScavengerGRPOTrainer
 
 
@@ -36,20 +34,7 @@ class Recording(TokenScavengerGRPOTrainer):
 def main(out_dir: str):
     PartialState()  # the distributed state first, so the config sees world_size 2
     tok = char_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
-    model = LlamaForCausalLM(cfg)
+    model = micro_llama(tok)
     data = Dataset.from_list([{"prompt": f"{i} {i + 1}=", "completion": f">{2 * i + 1}"} for i in range(16)])
     args = TokenScavengerConfig(
         output_dir=out_dir,

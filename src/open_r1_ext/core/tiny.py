@@ -90,7 +90,22 @@ def tiny_llama(vocab_size: int, settings: TinyModelSettings, tokenizer=None) -> 
     return LlamaForCausalLM(cfg)
 
 
-def _sft_batch(tokenizer, rows: list[dict]) -> dict[str, torch.Tensor]:
+def micro_llama(
+    tokenizer, hidden_size: int = 32, num_hidden_layers: int = 2, num_attention_heads: int = 2, seed: int | None = 0
+) -> LlamaForCausalLM:
+    """A Llama of a few tens of thousands of parameters over `tokenizer`, for tests and smoke runs (random weights)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    settings = TinyModelSettings(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=2 * hidden_size,
+    )
+    return tiny_llama(len(tokenizer), settings, tokenizer)
+
+
+def sft_batch(tokenizer, rows: list[dict]) -> dict[str, torch.Tensor]:
     """Right-padded prompt+completion+eos with labels on completion tokens only."""
     seqs, labels = [], []
     for r in rows:
@@ -118,7 +133,7 @@ def warm_start(model, tokenizer, task: str, steps: int, lr: float, batch_size: i
     model.train()
     losses, t0 = [], time.perf_counter()
     for step in range(steps):
-        batch = _sft_batch(tokenizer, rows[step * batch_size : (step + 1) * batch_size])
+        batch = sft_batch(tokenizer, rows[step * batch_size : (step + 1) * batch_size])
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
