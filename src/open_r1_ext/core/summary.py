@@ -77,8 +77,17 @@ def plot_reward(curve: list[dict], path: str | Path, title: str = "reward per st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    steps, rewards = [c["step"] for c in curve], [c["reward"] for c in curve]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([c["step"] for c in curve], [c["reward"] for c in curve], marker=".")
+    ax.plot(steps, rewards, marker=".", alpha=0.35, label="per step")
+    window = max(1, min(20, len(rewards) // 5))
+    if window > 1:  # one step's reward is a mean over a few dozen samples: the trend needs smoothing to be seen
+        smooth = [
+            sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
+            for i in range(len(rewards))
+        ]
+        ax.plot(steps, smooth, linewidth=2, label=f"mean of last {window}")
+        ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward")
     ax.set_title(title)
