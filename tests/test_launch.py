@@ -1,6 +1,7 @@
 """The launch script end to end: parse a recipe, train a couple of steps, resume, and run on two processes."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -107,3 +108,14 @@ def test_two_process_cpu_run(tmp_path, overrides):
     else:
         # 2 processes x 4 completions per step (8 tokens at most each): the summary counts the global batch
         assert 8 * 2 < results["generated_tokens"] <= 2 * 4 * 8 * 2
+
+
+@pytest.mark.distributed
+def test_two_process_compression_run(tmp_path):
+    """The compression trainer's policy -> sample -> reconstruct step on two processes (gradients averaged by hand)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT)]
+    cmd += ["--config", str(ROOT / "recipes" / "compression_integration.yaml"), "--output_dir", str(tmp_path / "out")]
+    run([*cmd, "--data_dir", str(tmp_path / "data"), "--save_strategy", "no"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["world_size"] == 2 and results["trainer_type"] == "compression"
+    assert all(math.isfinite(c["reward"]) for c in results["curve"])

@@ -352,6 +352,27 @@ class CompressionTrainer(Trainer):
         return (loss, {"scores": scores}) if return_outputs else loss
 
     # -- narrow overrides -------------------------------------------------------------------------------------------
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Under several processes, average gradients by hand instead of through DDP's hooks.
+
+        One step runs the policy, samples masks from its scores, then runs the reconstructor on them: a graph that
+        DDP's per-parameter hooks (armed by the wrapped forward) cannot follow ("marked as ready twice"). The
+        backward therefore runs under `no_sync`, and the gradients are all-reduced afterwards: the same average.
+        """
+        if self.accelerator.num_processes == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
+        with self.accelerator.no_sync(model):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+        world = self.accelerator.num_processes
+        for p in model.parameters():
+            if not p.requires_grad:
+                continue
+            if p.grad is None:  # keep the collective calls identical on every process
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
+            p.grad.div_(world)
+        return loss
+
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             core = self.accelerator.unwrap_model(model if model is not None else self.model)
