@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from open_r1_ext.core.data import builtin_dataset, builtin_task_name, load_any, to_prompt_format
+from open_r1_ext.core.data import builtin_dataset, load_any, to_prompt_format
+from open_r1_ext.core.tasks import parse_builtin_name
 
 
 def test_local_jsonl_csv_txt(tmp_path):
@@ -40,8 +41,8 @@ def test_missing_prompt_column_is_a_clear_error(tmp_path):
 
 
 def test_builtin_dataset():
-    assert builtin_task_name("builtin:addition") == "addition"
-    assert builtin_task_name("openai/gsm8k") is None
+    assert parse_builtin_name("builtin:addition") == "addition"
+    assert parse_builtin_name("openai/gsm8k") is None
     ds = builtin_dataset("addition", 10, seed=1, num_test=5)
     assert ds["train"].num_rows == 10 and ds["test"].num_rows == 5
     assert set(ds["train"].column_names) == {"prompt", "completion", "answer", "task"}

@@ -34,7 +34,7 @@ from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 from trl import ModelConfig, TrlParser, get_peft_config  # noqa: E402
 
 from open_r1_ext.core.configs import GRPOScriptArguments, check_recipe_types  # noqa: E402
-from open_r1_ext.core.data import builtin_dataset, builtin_task_name, load_any, to_prompt_format  # noqa: E402
+from open_r1_ext.core.data import builtin_dataset, load_any, to_prompt_format  # noqa: E402
 from open_r1_ext.core.rewards import get_reward_funcs  # noqa: E402
 from open_r1_ext.core.summary import RunSummaryCallback, plot_reward, write_results  # noqa: E402
 from open_r1_ext.core.tiny import TinyModelSettings, build_builtin, parse_builtin_name  # noqa: E402
@@ -80,7 +80,7 @@ def get_model_and_tokenizer(script_args, training_args, model_args):
 
 
 def get_datasets(script_args: GRPOScriptArguments):
-    task = builtin_task_name(script_args.dataset_name)
+    task = parse_builtin_name(script_args.dataset_name)
     if task is not None:
         ds = builtin_dataset(
             task,

@@ -9,12 +9,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from . import tasks as tasks_mod
 
 
-BUILTIN_PREFIX = "builtin:"
 _LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
-
-
-def builtin_task_name(name: str | None) -> str | None:
-    return name[len(BUILTIN_PREFIX) :] if name and name.startswith(BUILTIN_PREFIX) else None
 
 
 def builtin_dataset(task: str, num_train: int, seed: int = 0, num_test: int = 256) -> DatasetDict:

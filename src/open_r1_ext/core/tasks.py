@@ -23,6 +23,12 @@ from dataclasses import dataclass
 
 
 ANSWER_MARK = ">"
+BUILTIN_PREFIX = "builtin:"
+
+
+def parse_builtin_name(name: str | None) -> str | None:
+    """`builtin:addition` -> `addition` (a built-in task, model or dataset name); anything else -> None."""
+    return name[len(BUILTIN_PREFIX) :] if name and name.startswith(BUILTIN_PREFIX) else None
 
 
 def extract_answer(completion: str) -> str:

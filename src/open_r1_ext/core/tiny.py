@@ -25,11 +25,11 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from . import tasks as tasks_mod
+from .tasks import BUILTIN_PREFIX, parse_builtin_name  # noqa: F401  (re-exported for `builtin:` model names)
 
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_PREFIX = "builtin:"
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 # Bump when the warm-start recipe changes in a way the settings below do not capture.
 _CACHE_VERSION = 1
@@ -200,11 +200,6 @@ def build_builtin(settings: TinyModelSettings, force: bool = False) -> Path:
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
-
-
-def parse_builtin_name(name: str) -> str | None:
-    """`builtin:addition` -> `addition`; anything else -> None."""
-    return name[len(BUILTIN_PREFIX) :] if name.startswith(BUILTIN_PREFIX) else None
 
 
 def load_builtin(settings: TinyModelSettings):

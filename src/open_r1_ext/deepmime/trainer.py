@@ -315,9 +315,9 @@ class DeepMimeTrainer(TokenScavengerMixin, _RawGRPOLoss, TokenAdaptiveGRPOTraine
                 args.reward_weights = [*args.reward_weights, 1.0]
 
         if train_dataset is None:
-            from open_r1_ext.core.data import builtin_dataset, builtin_task_name
+            from open_r1_ext.core.data import builtin_dataset
 
-            task = builtin_task_name(args.default_dataset)
+            task = parse_builtin_name(args.default_dataset)
             if task is None:
                 raise ValueError(f"default_dataset must be `builtin:<task>`, got {args.default_dataset!r}")
             train_dataset = builtin_dataset(task, 20_000, seed=args.seed, num_test=1)["train"]
@@ -335,7 +335,7 @@ class DeepMimeTrainer(TokenScavengerMixin, _RawGRPOLoss, TokenAdaptiveGRPOTraine
     def build_model_and_data(cls, script_args, training_args, model_args) -> dict:
         """The student (`model_name_or_path` when given: any causal LM or a `deepmime_student` checkpoint; else
         auto-created), the teacher's tokenizer, and the dataset (`core.data`)."""
-        from open_r1_ext.core.data import builtin_dataset, builtin_task_name, load_any, to_prompt_format
+        from open_r1_ext.core.data import builtin_dataset, load_any, to_prompt_format
 
         path = resolve_teacher_path(training_args.get_teacher_model_id(), training_args.teacher_warm_start_steps)
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -345,7 +345,7 @@ class DeepMimeTrainer(TokenScavengerMixin, _RawGRPOLoss, TokenAdaptiveGRPOTraine
             model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path)
         else:
             model = create_student(training_args, tokenizer, AutoConfig.from_pretrained(path))
-        task = builtin_task_name(script_args.dataset_name)
+        task = parse_builtin_name(script_args.dataset_name)
         if task is not None:
             ds = builtin_dataset(
                 task,
