@@ -50,6 +50,7 @@ VARIANTS: dict[str, list[str]] = {
     "baseline": [],
     "two_level": TWO_LEVEL,
     "two_level+carousel": [*TWO_LEVEL, "--carousel_weight", "0.1"],
+    "two_level(answer)": [*TWO_LEVEL, "--grouping_key", "answer"],
     "two_level+token_adaptive": [
         *TWO_LEVEL,
         "--use_token_adaptive",
