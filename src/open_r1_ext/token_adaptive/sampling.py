@@ -127,6 +127,17 @@ def _padding(num_rows: int, n_global: int, pad_equal: bool) -> int:
     return (n_global - num_rows) if pad_equal else (1 if num_rows == 0 else 0)
 
 
+def _synced(backend, num_rows: int, pad_equal: bool, stats: AssemblyStats, call) -> list[Sampled] | None:
+    """One sampling call, made on every process when any process has rows: `call(pad)` samples this process's
+    `num_rows` rows plus `pad` dummy rows; the dummies are dropped. None when no process has rows."""
+    n = backend.sync_count(num_rows)
+    if n == 0:
+        return None
+    out = call(_padding(num_rows, n, pad_equal))
+    stats.rounds += 1
+    return _drop_padding(out, num_rows, stats)
+
+
 def _drop_padding(out: list[Sampled], num_rows: int, stats: AssemblyStats) -> list[Sampled]:
     stats.padding_rows += len(out) - num_rows
     stats.sampled_tokens += sum(s.sampled_tokens for s in out[num_rows:])
@@ -175,26 +186,27 @@ def assemble_groups(
     first_rows: list[tuple[int, int]] = []  # (segment, local row of the rollout's slot)
     for s, (start, end) in enumerate(segs):
         first_rows += [(s, start + j) for j in range(first_rollouts_per_group(end - start, first_rollout_fraction))]
-    n = backend.sync_count(len(first_rows))
     prefixes: list[_Prefix] = []
-    if n > 0:
-        pad = _padding(len(first_rows), n, pad_equal)
-        out = backend.sample_first([list(prompt_ids[r]) for _, r in first_rows] + [dummy] * pad, True)
-        out = _drop_padding(out, len(first_rows), stats)
-        stats.rounds += 1
-        for (s, r), smp in zip(first_rows, out):
-            stats.first_rollouts += 1
-            stats.sampled_tokens += smp.sampled_tokens
-            pid = row_offset + r
-            failed = smp.failure_point != NO_FAILURE
-            if failed:
-                f = smp.failure_point
-                stats.truncated += 1
-                stats.failure_points.append(f)
-                lp = smp.logprobs[:f] if smp.logprobs is not None else None
-                prefixes.append(_Prefix(s, list(prompt_ids[r]), smp.token_ids[:f], lp, pid))
-            if not failed or keep_failed_rollouts:
-                slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, 0, 0, temperature))
+    out = _synced(
+        backend,
+        len(first_rows),
+        pad_equal,
+        stats,
+        lambda pad: backend.sample_first([list(prompt_ids[r]) for _, r in first_rows] + [dummy] * pad, True),
+    )
+    for (s, r), smp in zip(first_rows, out or []):
+        stats.first_rollouts += 1
+        stats.sampled_tokens += smp.sampled_tokens
+        pid = row_offset + r
+        failed = smp.failure_point != NO_FAILURE
+        if failed:
+            f = smp.failure_point
+            stats.truncated += 1
+            stats.failure_points.append(f)
+            lp = smp.logprobs[:f] if smp.logprobs is not None else None
+            prefixes.append(_Prefix(s, list(prompt_ids[r]), smp.token_ids[:f], lp, pid))
+        if not failed or keep_failed_rollouts:
+            slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, 0, 0, temperature))
 
     # 2. resampling rounds: one more continuation per prefix per round, in order, while its group has room
     for k in range(1, max_resamples_per_prefix + 1):
@@ -204,16 +216,18 @@ def assemble_groups(
             if p.attempts == k - 1 and room[p.segment] > 0:
                 todo.append(p)
                 room[p.segment] -= 1
-        n = backend.sync_count(len(todo))
-        if n == 0:
-            break
         t_k = resample_temperature(temperature, adaptive_temperature_scale, k)
         rows = [p.prompt + p.tokens for p in todo]
         budgets = [max_completion_length - len(p.tokens) for p in todo]
-        pad = _padding(len(todo), n, pad_equal)
-        out = backend.sample_continuations(rows + [dummy] * pad, budgets + [1] * pad, t_k)
-        out = _drop_padding(out, len(todo), stats)
-        stats.rounds += 1
+        out = _synced(
+            backend,
+            len(todo),
+            pad_equal,
+            stats,
+            lambda pad: backend.sample_continuations(rows + [dummy] * pad, budgets + [1] * pad, t_k),  # noqa: B023
+        )
+        if out is None:
+            break
         for p, smp in zip(todo, out):
             p.attempts += 1
             stats.resamples += 1
@@ -229,16 +243,17 @@ def assemble_groups(
     for s, (start, end) in enumerate(segs):
         n_first = first_rollouts_per_group(end - start, first_rollout_fraction)
         fill_rows += [(s, start + n_first + m) for m in range((end - start) - len(slots[s]))]
-    n = backend.sync_count(len(fill_rows))
-    if n > 0:
-        pad = _padding(len(fill_rows), n, pad_equal)
-        out = backend.sample_first([list(prompt_ids[r]) for _, r in fill_rows] + [dummy] * pad, False)
-        out = _drop_padding(out, len(fill_rows), stats)
-        stats.rounds += 1
-        for (s, r), smp in zip(fill_rows, out):
-            stats.fill_rollouts += 1
-            stats.sampled_tokens += smp.sampled_tokens
-            slots[s].append(Completion(smp.token_ids, smp.logprobs, row_offset + r, 0, 0, temperature))
+    out = _synced(
+        backend,
+        len(fill_rows),
+        pad_equal,
+        stats,
+        lambda pad: backend.sample_first([list(prompt_ids[r]) for _, r in fill_rows] + [dummy] * pad, False),
+    )
+    for (s, r), smp in zip(fill_rows, out or []):
+        stats.fill_rollouts += 1
+        stats.sampled_tokens += smp.sampled_tokens
+        slots[s].append(Completion(smp.token_ids, smp.logprobs, row_offset + r, 0, 0, temperature))
 
     completions = [c for group in slots for c in group]
     if len(completions) != B:  # the rounds above fill every slot exactly; anything else is a bug
