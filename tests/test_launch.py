@@ -79,6 +79,33 @@ def test_launch_script_trains_two_steps_and_resumes(tmp_path):
     assert [h["step"] for h in state["log_history"] if "reward" in h] == [1, 2, 3]
 
 
+def test_heldout_curve_every_step_and_sampling_seed(tmp_path):
+    """`builtin_eval_every` scores held-out accuracy during training; `sampling_seed` changes only the sampling."""
+    recipe = write_recipe(tmp_path, builtin_eval_every=1, save_strategy="no", max_steps=2)
+    run([sys.executable, str(SCRIPT), "--config", str(recipe), "--sampling_seed", "5"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    curve = results["eval_curve"]
+    assert [p["step"] for p in curve] == [0, 1, 2]
+    assert curve[0]["generated_tokens"] == 0 and curve[0]["seconds"] == 0
+    tokens_by_step = {c["step"]: c["generated_tokens"] for c in results["curve"]}
+    assert [p["generated_tokens"] for p in curve[1:]] == [tokens_by_step[1], tokens_by_step[2]]
+    assert results["accuracy_before"] == curve[0]["pass@1"] and results["accuracy_after"] == curve[-1]["pass@1"]
+    assert "greedy" in curve[0] and results["eval_seconds"] > 0
+    assert (tmp_path / "out" / "heldout.png").stat().st_size > 1000
+
+    # same sampling seed: the same run again; another sampling seed: other samples from the same data
+    def sampled(sampling_seed, name):
+        out = tmp_path / name
+        cmd = [sys.executable, str(SCRIPT), "--config", str(recipe), "--output_dir", str(out)]
+        run(cmd + ["--sampling_seed", str(sampling_seed), "--builtin_eval_samples", "0"])
+        res = json.loads((out / "results.json").read_text())
+        return [(c["reward"], c["generated_tokens"]) for c in res["curve"]]
+
+    same_a, same_b, other = sampled(5, "a"), sampled(5, "b"), sampled(6, "c")
+    assert same_a == same_b
+    assert other != same_a
+
+
 TOKEN_ADAPTIVE = {"trainer_type": "token_adaptive", "min_prefix_length": 2, "uncertainty_threshold": 0.99}
 
 

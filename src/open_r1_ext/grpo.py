@@ -29,14 +29,20 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 import yaml  # noqa: E402
 from accelerate import PartialState  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 from trl import ModelConfig, TrlParser, get_peft_config  # noqa: E402
 
 from open_r1_ext.core.configs import GRPOScriptArguments, check_recipe_types  # noqa: E402
 from open_r1_ext.core.data import builtin_dataset, load_any, to_prompt_format  # noqa: E402
 from open_r1_ext.core.rewards import get_reward_funcs  # noqa: E402
-from open_r1_ext.core.summary import RunSummaryCallback, plot_reward, write_results  # noqa: E402
+from open_r1_ext.core.summary import (  # noqa: E402
+    HeldOutEvaluator,
+    RunSummaryCallback,
+    plot_heldout,
+    plot_reward,
+    write_results,
+)
 from open_r1_ext.core.tiny import TinyModelSettings, build_builtin, parse_builtin_name  # noqa: E402
 from open_r1_ext.trainers import TRAINERS, get_trainer_classes  # noqa: E402
 
@@ -55,6 +61,7 @@ def resolve_model_path(script_args: GRPOScriptArguments, model_args: ModelConfig
         warm_start_lr=script_args.warm_start_lr,
         warm_start_batch_size=script_args.warm_start_batch_size,
         seed=script_args.warm_start_seed,
+        extra={"answer_noise": script_args.warm_start_answer_noise} if script_args.warm_start_answer_noise else {},
     )
     with PartialState().main_process_first():  # one process trains the warm start, the others load it
         return str(build_builtin(settings))
@@ -95,17 +102,30 @@ def get_datasets(script_args: GRPOScriptArguments):
     return to_prompt_format(ds, script_args.prompt_column, script_args.system_prompt), task
 
 
-def _builtin_eval(model, tokenizer, task: str, script_args) -> dict[str, float]:
-    from open_r1_ext.core.evaluation import evaluate_task
-
-    return evaluate_task(
-        model,
+def _heldout_evaluator(tokenizer, task: str | None, script_args) -> HeldOutEvaluator | None:
+    """Held-out pass@1 before, every `builtin_eval_every` steps, and after training, on a built-in task."""
+    if task is None or script_args.builtin_eval_samples <= 0:
+        return None
+    return HeldOutEvaluator(
         tokenizer,
         task,
         n=script_args.builtin_eval_samples,
         seed=script_args.builtin_data_seed,
         temperature=script_args.builtin_eval_temperature,
+        num_samples=script_args.builtin_eval_num_samples,
+        greedy=script_args.builtin_eval_greedy,
+        every=script_args.builtin_eval_every,
     )
+
+
+class _SamplingSeed(TrainerCallback):
+    """Reseeds the global RNG (what `generate` samples from) when training starts; the data order keeps `seed`."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        set_seed(self.seed)
 
 
 def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfig):
@@ -149,16 +169,7 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
         "seed": training_args.seed,
         "world_size": state.num_processes,
     }
-    evaluate = task is not None and script_args.builtin_eval_samples > 0 and state.is_main_process
-    if evaluate and last_checkpoint is None:
-        results["accuracy_before"] = _builtin_eval(model, tokenizer, task, script_args)["pass@1"]
-        print(
-            f"[eval] held-out accuracy before training: {results['accuracy_before']:.3f} "
-            f"({script_args.builtin_eval_samples} problems, T={script_args.builtin_eval_temperature})",
-            flush=True,
-        )
-
-    summary = RunSummaryCallback()
+    summary = RunSummaryCallback(_heldout_evaluator(tokenizer, task, script_args))
     trainer = trainer_cls(
         model=model,
         reward_funcs=reward_funcs,
@@ -167,7 +178,8 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
         eval_dataset=(dataset.get(script_args.dataset_test_split) if training_args.eval_strategy != "no" else None),
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
-        callbacks=[summary],
+        callbacks=[summary]
+        + ([] if script_args.sampling_seed is None else [_SamplingSeed(script_args.sampling_seed)]),
     )
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.log_metrics("train", train_result.metrics)
@@ -176,12 +188,11 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     trainer.save_model(training_args.output_dir)
 
     if state.is_main_process:
-        if evaluate:
-            after = _builtin_eval(trainer.model, tokenizer, task, script_args)["pass@1"]
-            results["accuracy_after"] = after
+        if "accuracy_after" in summary.heldout_results():
+            held = summary.heldout_results()
             print(
-                f"[eval] held-out accuracy after training: {after:.3f}"
-                + (f" (before: {results['accuracy_before']:.3f})" if "accuracy_before" in results else ""),
+                f"[eval] held-out accuracy after training: {held['accuracy_after']:.3f}"
+                + (f" (before: {held['accuracy_before']:.3f})" if "accuracy_before" in held else ""),
                 flush=True,
             )
         if hasattr(trainer, "summary_results"):  # trainer-specific figures (e.g. val bits/char, compression ratio)
@@ -192,6 +203,11 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
                 summary.curve,
                 os.path.join(training_args.output_dir, "reward.png"),
                 title=f"{script_args.trainer_type}: reward per step",
+            )
+            plot_heldout(
+                summary.eval_curve,
+                os.path.join(training_args.output_dir, "heldout.png"),
+                title=f"{script_args.trainer_type}: held-out accuracy on builtin:{task}",
             )
         print(f"[done] results in {path}", flush=True)
     state.wait_for_everyone()

@@ -38,18 +38,49 @@ class GRPOScriptArguments(ScriptArguments):
     builtin_num_train: int = field(default=20_000, metadata={"help": "Training problems drawn for `builtin:` tasks."})
     builtin_data_seed: int = field(default=0, metadata={"help": "Seed of the built-in task generator."})
     builtin_eval_samples: int = field(
-        default=256,
-        metadata={"help": "Held-out problems scored before and after training on `builtin:` tasks (0 to skip)."},
+        default=512,
+        metadata={
+            "help": "Fixed held-out problems scored before, during (`builtin_eval_every`) and after training on "
+            "`builtin:` tasks (0 to skip)."
+        },
     )
     builtin_eval_temperature: float = field(
-        default=1.0, metadata={"help": "Sampling temperature of the held-out evaluation (0 = greedy)."}
+        default=1.0, metadata={"help": "Sampling temperature of the held-out pass@1 (0 = greedy)."}
+    )
+    builtin_eval_num_samples: int = field(
+        default=1, metadata={"help": "Samples per held-out problem for pass@1 (more samples, less noise)."}
+    )
+    builtin_eval_greedy: bool = field(
+        default=True, metadata={"help": "Also score greedy decoding on the held-out problems at every evaluation."}
+    )
+    builtin_eval_every: int = field(
+        default=0,
+        metadata={
+            "help": "Score held-out accuracy every N optimizer steps (0: only before and after training); the curve "
+            "against steps, generated tokens and training seconds goes into `results.json` and `heldout.png`."
+        },
     )
     warm_start_steps: int = field(
         default=300, metadata={"help": "Supervised steps that warm-start a `builtin:` model (cached on disk)."}
     )
     warm_start_lr: float = field(default=2e-3, metadata={"help": "Learning rate of the warm start."})
     warm_start_batch_size: int = field(default=128, metadata={"help": "Batch size of the warm start."})
+    warm_start_answer_noise: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability that each final-answer digit of a warm-start reference is replaced by a random "
+            "digit: the model learns the task but samples wrong answers often (greedy >> sampled accuracy), which "
+            "leaves RL room to sharpen it. 0 = clean references."
+        },
+    )
     warm_start_seed: int = field(default=0, metadata={"help": "Seed of the warm start (fixed: the cache key)."})
+    sampling_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the global RNG that rollouts are sampled from, set when training starts (default: "
+            "`seed`, which also fixes the data order). The comparison protocol's A/A arm changes only this."
+        },
+    )
     plot: bool = field(default=True, metadata={"help": "Write `reward.png` (reward per step) into `output_dir`."})
     resume: bool = field(
         default=True, metadata={"help": "Resume from the last checkpoint in `output_dir` when there is one."}

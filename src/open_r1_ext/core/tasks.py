@@ -64,6 +64,18 @@ def _running_sum(rng: random.Random, length: int) -> tuple[str, str, str]:
     return prompt, ",".join(sums) + ANSWER_MARK + answer, answer
 
 
+def corrupt_answer(row: dict[str, str], p: float, rng: random.Random) -> dict[str, str]:
+    """A copy of `row` whose final-answer digits are each replaced by a uniformly random digit with probability `p`.
+
+    Warm starts on such rows learn the task's computation *and* a spread over wrong answers: greedy decoding is
+    right far more often than sampling at T=1, the regime where RL's sharpening of the policy has room to act.
+    Only the answer after the last `>` changes; a scratchpad before it stays correct.
+    """
+    head, mark, answer = row["completion"].rpartition(ANSWER_MARK)
+    noisy = "".join(rng.choice("0123456789") if c.isdigit() and rng.random() < p else c for c in answer)
+    return {**row, "completion": head + mark + noisy}
+
+
 @dataclass(frozen=True)
 class Task:
     """A task: `make(rng) -> (prompt, reference_completion, answer)` plus its defaults."""
@@ -77,6 +89,9 @@ class Task:
 TASKS: dict[str, Task] = {
     "addition": Task(
         "addition", lambda rng: _addition(rng, 3, scratch=False), 8, "3-digit addition, answer digits reversed"
+    ),
+    "addition_2digit": Task(
+        "addition_2digit", lambda rng: _addition(rng, 2, scratch=False), 6, "2-digit addition, answer digits reversed"
     ),
     "addition_scratch": Task(
         "addition_scratch",
