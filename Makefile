@@ -40,9 +40,9 @@ style: venv
 	$(VENV)/bin/ruff format src tests launch
 
 # Benchmarks print ratios against a baseline measured in the same run, over several seeds.
+# The comparison protocol (launch/compare.py): 5 paired seeds, an A/A arm, 95 % intervals, two runs side by side.
 compare: venv
-	launch/compare_strategies.sh recipes/grpo_builtin_baseline.yaml recipes/quickstart.yaml \
-	  recipes/grpo_builtin_partial_credit.yaml -- --max_steps 100
+	$(PY) launch/compare.py --spec launch/benchmarks/grpo_addition.yaml --jobs 2
 
 bench-grpo: compare
 
@@ -50,10 +50,10 @@ bench-rlaif: venv
 	$(PY) launch/bench_rlaif_tokens.py
 
 bench-token-adaptive: venv
-	$(PY) launch/bench_token_adaptive.py --out runs/bench_ta
+	$(PY) launch/compare.py --spec launch/benchmarks/token_adaptive.yaml --jobs 2
 
 bench-token-scavenger: venv
-	$(PY) launch/bench_token_scavenger.py --steps 100 --seeds 0 1 2
+	$(PY) launch/compare.py --spec launch/benchmarks/token_scavenger.yaml --jobs 2
 
 bench-overhead: venv
 	$(PY) launch/bench_overhead.py --steps 30 --rounds 4

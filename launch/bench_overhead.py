@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python launch/bench_overhead.py [--steps 30] [--rounds 4]
 
-Every variant trains the same built-in model on `recipes/grpo_builtin_baseline.yaml` for `--steps` steps; the
+Every variant trains the same built-in model on `recipes/testbed_scratch.yaml` (testbed (b)) for `--steps` steps; the
 variants run one after another, `--rounds` times over (so load from anything else on the machine falls on all of
 them alike), and the table reports the median of TRL's `step_time` over all their steps (the first two of each run
 dropped as warm-up) with its ratio to vanilla. Variants:
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 
 
-RECIPE = str(ROOT / "recipes" / "grpo_builtin_baseline.yaml")
+RECIPE = str(ROOT / "recipes" / "testbed_scratch.yaml")
 TWO_LEVEL = ["--advantage_estimator", "two_level", "--grouping_key", "prefix", "--prefix_tokens", "8"]
 TWO_LEVEL += ["--ce_loss_weight", "0", "--rl_warmup_steps", "0", "--rl_ramp_steps", "0", "--grpo_loss_weight", "1.0"]
 TWO_LEVEL += ["--use_adaptive_entropy", "false"]

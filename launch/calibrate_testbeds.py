@@ -1,6 +1,6 @@
 """Calibrate the built-in testbeds: where the warm start leaves a model, and what plain GRPO makes of it.
 
-    python launch/calibrate_testbeds.py sweep --task addition --steps 500 600 700 800 [--answer_noise 0.3]
+    python launch/calibrate_testbeds.py sweep --task addition --lr 1e-3 --steps 900 1000 1050 1100 1200
     python launch/calibrate_testbeds.py grpo recipes/testbed_addition.yaml recipes/testbed_scratch.yaml [--jobs 2]
 
 `sweep` trains one warm start (batch 128, lr 2e-3, the built-in model's settings) up to the largest step count and
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -40,22 +39,15 @@ def sweep(args) -> None:
     from open_r1_ext.core.tiny import TinyModelSettings, cache_root, char_tokenizer, sft_batch, tiny_llama
 
     torch.set_num_threads(1)
-    extra = {"answer_noise": args.answer_noise} if args.answer_noise else {}
-    if args.answer_noise and args.answer_noise_from:
-        extra["answer_noise_from"] = args.answer_noise_from
     last = max(args.steps)
     tok = char_tokenizer()
     torch.manual_seed(0)
     model = tiny_llama(len(tok), TinyModelSettings(task=args.task), tok)
-    # exactly `core.tiny.warm_start`'s data, noise and schedule, with snapshots on the way
+    # exactly `core.tiny.warm_start`'s data and schedule, with snapshots on the way
     rows = tasks.generate(args.task, last * args.batch_size, seed=0, split="warmup")
-    if args.answer_noise:
-        rng = random.Random(0 + 17)
-        start = args.answer_noise_from * args.batch_size
-        rows = rows[:start] + [tasks.corrupt_answer(r, args.answer_noise, rng) for r in rows[start:]]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
-    print("| task | warm-start steps | answer noise (from step) | warm-start s | pass@1 (T=1) | greedy |")
+    print("| task | warm-start steps | lr | warm-start s | pass@1 (T=1) | greedy |")
     print("|---|---|---|---|---|---|")
     t0, seconds = time.perf_counter(), 0.0
     for step in range(last):
@@ -72,7 +64,7 @@ def sweep(args) -> None:
             greedy = evaluate_task(model, tok, args.task, n=512, temperature=0.0)["pass@1"]
             settings = TinyModelSettings(
                 task=args.task, warm_start_steps=step + 1, warm_start_lr=args.lr,
-                warm_start_batch_size=args.batch_size, seed=0, extra=extra,
+                warm_start_batch_size=args.batch_size, seed=0,
             )  # fmt: skip
             path = cache_root() / "builtin" / settings.key()
             if not path.exists():
@@ -82,8 +74,7 @@ def sweep(args) -> None:
                 tok.save_pretrained(path)
                 meta = {"settings": settings.__dict__, "final_loss": loss.item()}
                 (path / "open_r1_ext_builtin.json").write_text(json.dumps(meta, indent=2))
-            noise = f"{args.answer_noise} (from {args.answer_noise_from})" if args.answer_noise else "0"
-            print(f"| {args.task} | {step + 1} | {noise} | {seconds:.0f} | {sampled:.3f} | {greedy:.3f} |")
+            print(f"| {args.task} | {step + 1} | {args.lr:g} | {seconds:.0f} | {sampled:.3f} | {greedy:.3f} |")
             sys.stdout.flush()
             t0 = time.perf_counter()
 
@@ -110,9 +101,7 @@ def grpo(args) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for recipe, r in zip(args.recipes, results):
         cfg = yaml.safe_load(Path(recipe).read_text())
-        ws = f"{cfg.get('warm_start_steps')} steps" + (
-            f", answer noise {cfg['warm_start_answer_noise']}" if cfg.get("warm_start_answer_noise") else ""
-        )
+        ws = f"{cfg.get('warm_start_steps')} steps, lr {cfg.get('warm_start_lr')}"
         steps = r["eval_curve"][-1]["step"]
         print(
             f"| {Path(recipe).name} | {cfg['dataset_name']} | {ws} | {cfg.get('learning_rate')} | {steps} "
@@ -133,8 +122,6 @@ def main(argv=None):
     s = sub.add_parser("sweep", help="warm-start lengths -> held-out accuracy (snapshots cached)")
     s.add_argument("--task", required=True)
     s.add_argument("--steps", type=int, nargs="+", required=True)
-    s.add_argument("--answer_noise", type=float, default=0.0)
-    s.add_argument("--answer_noise_from", type=int, default=0, help="clean answers before this step")
     s.add_argument("--lr", type=float, default=2e-3)
     s.add_argument("--batch_size", type=int, default=128)
     g = sub.add_parser("grpo", help="plain GRPO on each testbed recipe, one seed")

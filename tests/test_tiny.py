@@ -51,7 +51,7 @@ def test_unknown_builtin_task_fails_early():
 
 @pytest.mark.slow
 def test_warm_start_lands_in_accuracy_band():
-    """The quickstart's warm start solves some but not all held-out problems, so GRPO groups have variance."""
+    """A short warm start solves some but not all held-out problems, so GRPO groups have variance."""
     settings = tiny.TinyModelSettings(task="running_sum", warm_start_steps=150)
     path = tiny.build_builtin(settings)
     meta = json.loads((path / "open_r1_ext_builtin.json").read_text())

@@ -61,7 +61,6 @@ def resolve_model_path(script_args: GRPOScriptArguments, model_args: ModelConfig
         warm_start_lr=script_args.warm_start_lr,
         warm_start_batch_size=script_args.warm_start_batch_size,
         seed=script_args.warm_start_seed,
-        extra={"answer_noise": script_args.warm_start_answer_noise} if script_args.warm_start_answer_noise else {},
     )
     with PartialState().main_process_first():  # one process trains the warm start, the others load it
         return str(build_builtin(settings))

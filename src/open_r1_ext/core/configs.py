@@ -65,14 +65,6 @@ class GRPOScriptArguments(ScriptArguments):
     )
     warm_start_lr: float = field(default=2e-3, metadata={"help": "Learning rate of the warm start."})
     warm_start_batch_size: int = field(default=128, metadata={"help": "Batch size of the warm start."})
-    warm_start_answer_noise: float = field(
-        default=0.0,
-        metadata={
-            "help": "Probability that each final-answer digit of a warm-start reference is replaced by a random "
-            "digit: the model learns the task but samples wrong answers often (greedy >> sampled accuracy), which "
-            "leaves RL room to sharpen it. 0 = clean references."
-        },
-    )
     warm_start_seed: int = field(default=0, metadata={"help": "Seed of the warm start (fixed: the cache key)."})
     sampling_seed: int | None = field(
         default=None,

@@ -86,10 +86,11 @@ class RunSummaryCallback(TrainerCallback):
 
     # -- held-out evaluation ------------------------------------------------------------------------------------
     def _evaluate(self, model, step: int) -> None:
+        seconds = self._seconds()  # training seconds up to this point, before the evaluation's own time
         t = time.perf_counter()
         scores = self.evaluator(model)
         self.eval_seconds += time.perf_counter() - t
-        point = {"step": step, "generated_tokens": None, "seconds": self._seconds(), **scores}
+        point = {"step": step, "generated_tokens": None, "seconds": seconds if step else 0.0, **scores}
         if step == self._last_step:  # the tokens up to this step are already counted
             point["generated_tokens"] = self.generated_tokens
         self.eval_curve.append(point)

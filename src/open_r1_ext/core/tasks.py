@@ -18,6 +18,7 @@ to act on.
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,18 +65,6 @@ def _running_sum(rng: random.Random, length: int) -> tuple[str, str, str]:
     return prompt, ",".join(sums) + ANSWER_MARK + answer, answer
 
 
-def corrupt_answer(row: dict[str, str], p: float, rng: random.Random) -> dict[str, str]:
-    """A copy of `row` whose final-answer digits are each replaced by a uniformly random digit with probability `p`.
-
-    Warm starts on such rows learn the task's computation *and* a spread over wrong answers: greedy decoding is
-    right far more often than sampling at T=1, the regime where RL's sharpening of the policy has room to act.
-    Only the answer after the last `>` changes; a scratchpad before it stays correct.
-    """
-    head, mark, answer = row["completion"].rpartition(ANSWER_MARK)
-    noisy = "".join(rng.choice("0123456789") if c.isdigit() and rng.random() < p else c for c in answer)
-    return {**row, "completion": head + mark + noisy}
-
-
 @dataclass(frozen=True)
 class Task:
     """A task: `make(rng) -> (prompt, reference_completion, answer)` plus its defaults."""
@@ -89,9 +78,6 @@ class Task:
 TASKS: dict[str, Task] = {
     "addition": Task(
         "addition", lambda rng: _addition(rng, 3, scratch=False), 8, "3-digit addition, answer digits reversed"
-    ),
-    "addition_2digit": Task(
-        "addition_2digit", lambda rng: _addition(rng, 2, scratch=False), 6, "2-digit addition, answer digits reversed"
     ),
     "addition_scratch": Task(
         "addition_scratch",
@@ -111,24 +97,34 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-# Seeds for the splits are far apart so that train and held-out problems come from disjoint streams; the few
-# accidental overlaps (1e6 possible 3-digit sums) are removed from the held-out split.
+# Held-out problems are a fixed part of each task's problem space, not a separate random stream: a prompt belongs to
+# the test split when its CRC-32 is 0 mod `_TEST_SHARE`, and the train and warm-up streams skip those prompts. So no
+# held-out problem is ever trained on, however many training or warm-up rows are drawn (a 1,200-step warm start at
+# batch 128 draws 153,600 of the 1e6 possible 3-digit additions; excluding a sample of the training rows would not
+# keep them apart). The splits' seeds are far apart so their streams differ too.
 _SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_003, "warmup": 2_000_029}
+_TEST_SHARE = 10
+
+
+def is_test_problem(prompt: str) -> bool:
+    """Whether `prompt` belongs to the held-out split (about one problem in `_TEST_SHARE`)."""
+    return zlib.crc32(prompt.encode()) % _TEST_SHARE == 0
 
 
 def generate(task: str, n: int, seed: int = 0, split: str = "train") -> list[dict[str, str]]:
-    """`n` rows `{"prompt", "completion", "answer", "task"}` from a seeded generator (deterministic in its args)."""
+    """`n` rows `{"prompt", "completion", "answer", "task"}` from a seeded generator (deterministic in its args).
+
+    `split="test"` draws only held-out problems (`is_test_problem`), `"train"` and `"warmup"` only the others.
+    """
     if split not in _SPLIT_SEED_OFFSET:
         raise ValueError(f"Unknown split {split!r}; known splits: {sorted(_SPLIT_SEED_OFFSET)}")
     spec = get_task(task)
     rng = random.Random(seed * 7919 + _SPLIT_SEED_OFFSET[split])
-    exclude: set[str] = set()
-    if split == "test":
-        exclude = {r["prompt"] for r in generate(task, min(n * 4, 20_000), seed, "train")}
+    want_test = split == "test"
     rows = []
     while len(rows) < n:
         prompt, completion, answer = spec.make(rng)
-        if prompt in exclude:
+        if is_test_problem(prompt) != want_test:
             continue
         rows.append({"prompt": prompt, "completion": completion, "answer": answer, "task": task})
     return rows

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import string
 import tempfile
@@ -33,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 # Bump when the warm-start recipe changes in a way the settings below do not capture.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: held-out problems are excluded from warm-start data (tasks.is_test_problem)
 
 
 def cache_root() -> Path:
@@ -65,8 +64,6 @@ class TinyModelSettings:
     warm_start_lr: float = 2e-3
     warm_start_batch_size: int = 128
     seed: int = 0
-    # settings added later go here (only when they differ from their default), so older cache keys stay valid:
-    # `answer_noise`, `answer_noise_from` (see `warm_start`)
     extra: dict = field(default_factory=dict)
 
     def key(self) -> str:
@@ -127,30 +124,10 @@ def sft_batch(tokenizer, rows: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": att, "labels": lab}
 
 
-def warm_start(
-    model,
-    tokenizer,
-    task: str,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
-    log_every: int = 50,
-    answer_noise: float = 0.0,
-    answer_noise_from: int = 0,
-):
-    """Supervised warm start on the task's reference completions; returns the loss curve.
-
-    `answer_noise` > 0 replaces each final-answer digit of a reference by a random digit with that probability
-    (`tasks.corrupt_answer`) from step `answer_noise_from` on: the model first learns the task on clean answers,
-    then learns to spread its answers, so it knows the task but samples wrong answers often.
-    """
+def warm_start(model, tokenizer, task: str, steps: int, lr: float, batch_size: int, seed: int, log_every: int = 50):
+    """Supervised warm start on the task's reference completions; returns the loss curve."""
     torch.manual_seed(seed)
     rows = tasks_mod.generate(task, steps * batch_size, seed=seed, split="warmup")
-    if answer_noise > 0:
-        rng = random.Random(seed + 17)
-        start = answer_noise_from * batch_size
-        rows = rows[:start] + [tasks_mod.corrupt_answer(r, answer_noise, rng) for r in rows[start:]]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
     model.train()
@@ -210,8 +187,6 @@ def build_builtin(settings: TinyModelSettings, force: bool = False) -> Path:
         settings.warm_start_lr,
         settings.warm_start_batch_size,
         settings.seed,
-        answer_noise=settings.extra.get("answer_noise", 0.0),
-        answer_noise_from=settings.extra.get("answer_noise_from", 0),
     )
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
