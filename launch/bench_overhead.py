@@ -52,7 +52,8 @@ def step_times(trainer_type: str, extra: list[str], steps: int, out: str, recipe
     from transformers import set_seed
 
     from open_r1_ext.core.rewards import get_reward_funcs
-    from open_r1_ext.grpo import get_datasets, get_model_and_tokenizer, parse_args
+    from open_r1_ext.core.data import load_datasets
+    from open_r1_ext.grpo import get_model_and_tokenizer, parse_args
     from open_r1_ext.trainers import get_trainer_classes
 
     argv = ["--config", recipe, "--trainer_type", trainer_type, "--max_steps", str(steps), "--output_dir", out]
@@ -60,7 +61,7 @@ def step_times(trainer_type: str, extra: list[str], steps: int, out: str, recipe
     script_args, training_args, model_args = parse_args(argv)
     set_seed(training_args.seed)
     _, trainer_cls = get_trainer_classes(trainer_type)  # imported first: it may register reward functions
-    dataset, _ = get_datasets(script_args)
+    dataset, _ = load_datasets(script_args)
     model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
     trainer = trainer_cls(
         model=model,

@@ -29,12 +29,12 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 import yaml  # noqa: E402
 from accelerate import PartialState  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed  # noqa: E402
+from transformers import AutoModelForCausalLM, TrainerCallback, set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 from trl import ModelConfig, TrlParser, get_peft_config  # noqa: E402
 
 from open_r1_ext.core.configs import GRPOScriptArguments, check_recipe_types  # noqa: E402
-from open_r1_ext.core.data import builtin_dataset, load_any, to_prompt_format  # noqa: E402
+from open_r1_ext.core.data import load_datasets, load_tokenizer  # noqa: E402
 from open_r1_ext.core.rewards import get_reward_funcs  # noqa: E402
 from open_r1_ext.core.summary import (  # noqa: E402
     HeldOutEvaluator,
@@ -68,11 +68,9 @@ def resolve_model_path(script_args: GRPOScriptArguments, model_args: ModelConfig
 
 def get_model_and_tokenizer(script_args, training_args, model_args):
     path = resolve_model_path(script_args, model_args)
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = load_tokenizer(
         path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
     )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
     model = AutoModelForCausalLM.from_pretrained(
         path,
@@ -83,22 +81,6 @@ def get_model_and_tokenizer(script_args, training_args, model_args):
         use_cache=not training_args.gradient_checkpointing,
     )
     return model, tokenizer
-
-
-def get_datasets(script_args: GRPOScriptArguments):
-    task = parse_builtin_name(script_args.dataset_name)
-    if task is not None:
-        ds = builtin_dataset(
-            task,
-            script_args.builtin_num_train,
-            seed=script_args.builtin_data_seed,
-            num_test=max(script_args.builtin_eval_samples, 1),
-        )
-    elif script_args.dataset_name:
-        ds = load_any(script_args.dataset_name, script_args.dataset_config)
-    else:
-        raise ValueError("No dataset: set `dataset_name` (hub id, local file, or builtin:<task>)")
-    return to_prompt_format(ds, script_args.prompt_column, script_args.system_prompt), task
 
 
 def _heldout_evaluator(tokenizer, task: str | None, script_args) -> HeldOutEvaluator | None:
@@ -157,7 +139,7 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
         built = build(script_args, training_args, model_args)
         model, tokenizer, dataset, task = built["model"], built.get("processing_class"), built["dataset"], None
     else:
-        dataset, task = get_datasets(script_args)
+        dataset, task = load_datasets(script_args)
         model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
     # A trainer that brings its own reward (the RLAIF teacher) may run with `reward_funcs: []`.
     own_reward = getattr(trainer_cls, "provides_reward_funcs", False)

@@ -1,10 +1,11 @@
-"""Datasets for the launch script: a hub id, a local file or folder, or a built-in synthetic task."""
+"""Datasets and tokenizers for the launch script: a hub id, a local file or folder, or a built-in synthetic task."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
+from transformers import AutoTokenizer
 
 from . import tasks as tasks_mod
 
@@ -62,3 +63,32 @@ def to_prompt_format(ds: DatasetDict, prompt_column: str = "prompt", system_prom
                 f"(columns: {d.column_names}); set `prompt_column` in the recipe."
             )
     return DatasetDict(out)
+
+
+def load_datasets(script_args) -> tuple[DatasetDict, str | None]:
+    """The recipe's dataset in prompt format, and the built-in task it names (None for other datasets).
+
+    `script_args` is a `GRPOScriptArguments`: `dataset_name` (hub id, local file or folder, `builtin:<task>`),
+    `dataset_config`, `prompt_column`, `system_prompt`, and the `builtin_*` sizes and seed.
+    """
+    task = tasks_mod.parse_builtin_name(script_args.dataset_name)
+    if task is not None:
+        ds = builtin_dataset(
+            task,
+            script_args.builtin_num_train,
+            seed=script_args.builtin_data_seed,
+            num_test=max(script_args.builtin_eval_samples, 1),
+        )
+    elif script_args.dataset_name:
+        ds = load_any(script_args.dataset_name, script_args.dataset_config)
+    else:
+        raise ValueError("No dataset: set `dataset_name` (hub id, local file, or builtin:<task>)")
+    return to_prompt_format(ds, script_args.prompt_column, script_args.system_prompt), task
+
+
+def load_tokenizer(path: str, **kwargs):
+    """`AutoTokenizer.from_pretrained(path, **kwargs)` with a pad token (the eos token when it has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

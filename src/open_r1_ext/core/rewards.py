@@ -155,3 +155,18 @@ def get_reward_funcs(names: list[str]) -> list[RewardFunc]:
     if not names:
         raise ValueError(f"No reward functions given; known: {sorted(REWARD_FUNCS)}")
     return [resolve_reward(n) for n in names]
+
+
+def splice_reward(funcs, placeholder, reward, reward_weights: list[float] | None = None):
+    """Put a trainer-built reward (`reward`, e.g. a teacher) among the reward functions a recipe named.
+
+    Where `funcs` lists `placeholder` (the name a recipe uses for it) the reward takes its place; otherwise it is
+    appended and, when `reward_weights` gives one weight per named function, weight 1.0 is appended for it.
+    Returns `(funcs, reward_weights)`; `funcs` may be None, a single function or a list.
+    """
+    funcs = [] if funcs is None else list(funcs) if isinstance(funcs, (list, tuple)) else [funcs]
+    if placeholder in funcs:
+        return [reward if f is placeholder else f for f in funcs], reward_weights
+    if reward_weights is not None and len(reward_weights) == len(funcs):
+        reward_weights = [*reward_weights, 1.0]
+    return [*funcs, reward], reward_weights
