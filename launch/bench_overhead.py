@@ -51,8 +51,8 @@ def step_times(trainer_type: str, extra: list[str], steps: int, out: str, recipe
     """TRL's `step_time` of each step of one in-process run of `trainer_type` on `recipe` (first two dropped)."""
     from transformers import set_seed
 
-    from open_r1_ext.core.rewards import get_reward_funcs
     from open_r1_ext.core.data import load_datasets
+    from open_r1_ext.core.rewards import get_reward_funcs
     from open_r1_ext.grpo import get_model_and_tokenizer, parse_args
     from open_r1_ext.trainers import get_trainer_classes
 
