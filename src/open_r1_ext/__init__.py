@@ -20,13 +20,13 @@ _LAZY = {
     "TRAINERS": "open_r1_ext.trainers",
     "get_trainer_classes": "open_r1_ext.trainers",
     # token-adaptive GRPO (issue 3)
-    "TokenAdaptiveConfig": "open_r1_ext.token_adaptive.trainer",
+    "TokenAdaptiveConfig": "open_r1_ext.token_adaptive.config",
     "TokenAdaptiveGRPOTrainer": "open_r1_ext.token_adaptive.trainer",
     # TokenScavenger advantage shaping (issue 4)
-    "TokenScavengerConfig": "open_r1_ext.token_scavenger.trainer",
+    "TokenScavengerConfig": "open_r1_ext.token_scavenger.config",
     "TokenScavengerGRPOTrainer": "open_r1_ext.token_scavenger.trainer",
     # DeepMime distillation (issue 5)
-    "DeepMimeConfig": "open_r1_ext.deepmime.trainer",
+    "DeepMimeConfig": "open_r1_ext.deepmime.config",
     "DeepMimeTrainer": "open_r1_ext.deepmime.trainer",
     "DeepMimeStudentConfig": "open_r1_ext.deepmime.model",
     "DeepMimeStudentForCausalLM": "open_r1_ext.deepmime.model",

@@ -19,14 +19,14 @@ TRAINERS: dict[str, tuple[str, str]] = {
         "open_r1_ext.compression.trainer:CompressionTrainer",
     ),
     "token_adaptive": (
-        "open_r1_ext.token_adaptive.trainer:TokenAdaptiveConfig",
+        "open_r1_ext.token_adaptive.config:TokenAdaptiveConfig",
         "open_r1_ext.token_adaptive.trainer:TokenAdaptiveGRPOTrainer",
     ),
     "token_scavenger": (
-        "open_r1_ext.token_scavenger.trainer:TokenScavengerConfig",
+        "open_r1_ext.token_scavenger.config:TokenScavengerConfig",
         "open_r1_ext.token_scavenger.trainer:TokenScavengerGRPOTrainer",
     ),
-    "deepmime": ("open_r1_ext.deepmime.trainer:DeepMimeConfig", "open_r1_ext.deepmime.trainer:DeepMimeTrainer"),
+    "deepmime": ("open_r1_ext.deepmime.config:DeepMimeConfig", "open_r1_ext.deepmime.trainer:DeepMimeTrainer"),
 }
 
 

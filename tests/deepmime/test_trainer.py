@@ -8,12 +8,11 @@ import torch
 
 from conftest import tiny_config
 from open_r1_ext.deepmime import DeepMimeConfig, DeepMimeStudentForCausalLM, DeepMimeTrainer
-from open_r1_ext.deepmime.trainer import STATE_FILE
 from open_r1_ext.grpo import parse_args
 from open_r1_ext.trainers import get_trainer_classes
 
 
-LOSS_TERMS = ("deepmime/ce_loss", "deepmime/grpo_loss", "deepmime/hidden_mse_loss", "deepmime/balance_loss")
+LOSS_TERMS = ("scavenger/ce_loss", "scavenger/grpo_loss", "deepmime/hidden_mse_loss", "deepmime/balance_loss")
 
 
 def test_registry_and_config_checks(tmp_path):
@@ -79,7 +78,7 @@ def test_resume_restores_deepmime_state(tmp_path, teacher, tok, dataset):
     first = DeepMimeTrainer(args=args, teacher_model=teacher, processing_class=tok, train_dataset=dataset)
     first.train()
     checkpoint = tmp_path / "checkpoint-2"
-    assert (checkpoint / STATE_FILE.format(rank=0)).exists()
+    assert (checkpoint / "open_r1_ext_deepmime.pt").exists()
     assert first.rollouts_scored > 0
 
     args = tiny_config(tmp_path, max_steps=3, save_strategy="no", memory_init="random")

@@ -2,7 +2,6 @@
 
 import copy
 import inspect
-import json
 import os
 
 import pytest
@@ -14,11 +13,13 @@ from trl import GRPOConfig, GRPOTrainer
 from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.token_adaptive import TokenAdaptiveConfig, TokenAdaptiveGRPOTrainer
 from open_r1_ext.token_adaptive.backends import TransformersBackend
-from open_r1_ext.token_adaptive.trainer import STATE_FILE
 from open_r1_ext.trainers import get_trainer_classes
 
 
 SEEN: list[str] = []
+
+
+STATE_FILE = "open_r1_ext_token_adaptive.pt"  # core.checkpoint: the counters, one file
 
 
 def parity_reward(completions, **kwargs):
@@ -241,7 +242,7 @@ def test_resume_keeps_the_counters(tmp_path, tok, model_state, dataset):
     )
     first.train()
     ckpt = tmp_path / "checkpoint-2"
-    saved = json.loads((ckpt / STATE_FILE).read_text())
+    saved = torch.load(ckpt / STATE_FILE, weights_only=True)["state"]
     assert saved == first.adaptive_counters
     per_step = 4 + 8  # 2 groups x (2 cut first rollouts + 4 resamples)
     assert saved["total_rollouts"] == 2 * per_step and saved["total_truncated"] == 4 * 2

@@ -10,7 +10,6 @@ from transformers import LlamaForCausalLM
 from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.token_scavenger import TokenScavengerConfig, TokenScavengerGRPOTrainer
 from open_r1_ext.token_scavenger.estimators import get_estimator
-from open_r1_ext.token_scavenger.trainer import STATE_FILE
 from open_r1_ext.trainers import get_trainer_classes
 
 
@@ -159,7 +158,7 @@ def test_resume_restores_the_carousel(tmp_path, tok, model_state, dataset):
     trainer = make_trainer(model_state, tok, dataset, args)
     trainer.train()
     ckpt = os.path.join(tmp_path, "checkpoint-2")
-    assert os.path.exists(os.path.join(ckpt, STATE_FILE.format(rank=0)))
+    assert os.path.exists(os.path.join(ckpt, "open_r1_ext_token_scavenger_rank0.pt"))
     saved = [(k, e["logps"]) for k, e in trainer.carousel.entries.items()]
     assert saved
 

@@ -140,3 +140,13 @@ def _is_sequence_type(tp) -> bool:
 
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def default_config(config_cls, model, args=None):
+    """`args` when given, else `config_cls("<model name>-<trainer>")`: TRL's default (`GRPOConfig(f"{name}-GRPO")`)
+    for a trainer built without a config. `model` is a hub id, a path, or a model with a `config`."""
+    if args is not None:
+        return args
+    name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+    name = str(name or "model").rstrip("/").split("/")[-1] or "model"
+    return config_cls(f"{name}-{config_cls.__name__.removesuffix('Config')}")

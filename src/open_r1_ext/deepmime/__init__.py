@@ -1,6 +1,7 @@
 """DeepMime (seed 000, distillation part): a memory/MoE student distilled from a teacher causal LM with CE + GRPO +
 hidden-state losses, its memory initialised from weight-encoded teacher matrices. See `trainer.py`."""
 
+from .config import TEACHER_PRESETS, DeepMimeConfig
 from .encoders import (
     HybridWeightEncoder,
     PCAWeightEncoder,
@@ -11,8 +12,6 @@ from .encoders import (
 )
 from .model import DeepMimeStudentConfig, DeepMimeStudentForCausalLM, DeepMimeStudentModel, MoEMemory
 from .trainer import (
-    TEACHER_PRESETS,
-    DeepMimeConfig,
     DeepMimeTrainer,
     TeacherLogProbReward,
     create_student,

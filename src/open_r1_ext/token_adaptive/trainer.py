@@ -19,8 +19,8 @@ changes w.r.t. TRL's `GRPOTrainer`:
    join the batch, so they are shuffled and split with it and a grouping trainer can read them in `_compute_loss`.
 3. **Metrics** `adaptive/*` in `self._metrics`, and `adaptive/generated_tokens` once per optimizer step
    (`training_step`).
-4. **Checkpoints** carry the cumulative counters (`token_adaptive_state.json`), written in `_save_checkpoint` and
-   read in `_load_optimizer_and_scheduler`, the hooks TRL uses for its adaptive-entropy state.
+4. **Checkpoints** carry the cumulative counters (`core.checkpoint`, name `token_adaptive`), written in
+   `_save_checkpoint` and read in `_load_optimizer_and_scheduler`, the hooks TRL uses for its adaptive-entropy state.
 
 With `use_token_adaptive: false` every override hands straight to `GRPOTrainer` (the batch only gains
 `prefix_ids = own row`, `prefix_lengths = 0`), so the loss is GRPO's for the same seed.
@@ -33,107 +33,26 @@ the shift; on the transformers path (no sampling logprobs) they are used as on-p
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-from dataclasses import dataclass, field
 
 import torch
 from transformers import ProcessorMixin
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 
+from open_r1_ext.core.checkpoint import load_extra_state, save_extra_state
+from open_r1_ext.core.configs import default_config
+
 from .backends import TransformersBackend, VLLMBackend
+from .config import TokenAdaptiveConfig
 from .sampling import assemble_groups
 
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "token_adaptive_state.json"
+STATE_NAME = "token_adaptive"  # checkpoint-N/open_r1_ext_token_adaptive.pt (core.checkpoint)
 COUNTERS = ("total_rollouts", "total_generated_tokens", "total_first_rollouts", "total_truncated", "total_resamples")
-
-
-@dataclass
-class TokenAdaptiveConfig(GRPOConfig):
-    """`GRPOConfig` plus the token-adaptive sampler. Defaults are the seed's; the rest make the method well defined.
-
-    Uncertainty is measured on `softmax(logits / temperature)`: exactly from the logits on the transformers path,
-    from the top `vllm_logprobs_top_k` logprobs with vLLM.
-    """
-
-    use_token_adaptive: bool = field(
-        default=True,
-        metadata={"help": "Assemble groups from first rollouts and prefix resamples; false is plain GRPOTrainer."},
-    )
-    uncertainty_threshold: float = field(
-        default=0.7,
-        metadata={"help": "A generated position whose next-token max-probability is below this is a failure."},
-    )
-    entropy_threshold: float = field(
-        default=2.0,
-        metadata={"help": "A generated position whose next-token entropy (nats) is above this is a failure."},
-    )
-    min_prefix_length: int = field(
-        default=15,
-        metadata={"help": "Positions before this never count as failures: the shortest prefix kept for resampling."},
-    )
-    max_resamples_per_prefix: int = field(
-        default=3, metadata={"help": "At most this many continuations are resampled from one prefix per step."}
-    )
-    adaptive_temperature_scale: float = field(
-        default=1.2,
-        metadata={
-            "help": "The k-th resample of a prefix is sampled at `temperature * adaptive_temperature_scale**k`."
-        },
-    )
-    first_rollout_fraction: float = field(
-        default=0.5,
-        metadata={
-            "help": "Share of each group sampled as first rollouts (rounded, at least 1); resamples and, when no "
-            "prefix has resamples left, plain rollouts fill the rest."
-        },
-    )
-    keep_failed_rollouts: bool = field(
-        default=False,
-        metadata={
-            "help": "Generate first rollouts with a failure point to the end and train on them too (with their full "
-            "reward), besides their resamples. Default false: they are cut at the failure point (saving the tokens "
-            "after it) and only their prefix enters training, through its continuations."
-        },
-    )
-    vllm_logprobs_top_k: int = field(
-        default=20,
-        metadata={"help": "Top logprobs per position requested from vLLM for first rollouts (approximate entropy)."},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0.0 <= self.uncertainty_threshold <= 1.0:
-            raise ValueError(f"uncertainty_threshold must be in [0, 1], got {self.uncertainty_threshold!r}")
-        if not (isinstance(self.entropy_threshold, (int, float)) and self.entropy_threshold >= 0.0):
-            raise ValueError(f"entropy_threshold must be >= 0 nats, got {self.entropy_threshold!r}")
-        if self.min_prefix_length < 1:
-            raise ValueError(f"min_prefix_length must be >= 1, got {self.min_prefix_length!r}")
-        if self.max_resamples_per_prefix < 1:
-            raise ValueError(f"max_resamples_per_prefix must be >= 1, got {self.max_resamples_per_prefix!r}")
-        if self.adaptive_temperature_scale <= 0.0:
-            raise ValueError(f"adaptive_temperature_scale must be > 0, got {self.adaptive_temperature_scale!r}")
-        if not 0.0 < self.first_rollout_fraction <= 1.0:
-            raise ValueError(f"first_rollout_fraction must be in (0, 1], got {self.first_rollout_fraction!r}")
-        if self.vllm_logprobs_top_k < 1:
-            raise ValueError(f"vllm_logprobs_top_k must be >= 1, got {self.vllm_logprobs_top_k!r}")
-        if self.use_token_adaptive and self.min_prefix_length >= self.max_completion_length:
-            raise ValueError(
-                f"min_prefix_length ({self.min_prefix_length!r}) must be below max_completion_length "
-                f"({self.max_completion_length!r}), or no rollout can ever be cut"
-            )
-        if self.use_token_adaptive and self.use_transformers_continuous_batching:
-            raise ValueError(
-                "use_token_adaptive needs per-token logits while sampling, which "
-                "use_transformers_continuous_batching=True does not expose; use the default generate path or vLLM"
-            )
 
 
 class TokenAdaptiveGRPOTrainer(GRPOTrainer):
@@ -144,10 +63,19 @@ class TokenAdaptiveGRPOTrainer(GRPOTrainer):
     `_load_optimizer_and_scheduler` (counters). `_compute_loss` is untouched.
     """
 
-    _tag_names = ["trl", "grpo", "token-adaptive"]
+    _tag_names = ["trl", "grpo", "token-adaptive", "open-r1-ext"]
+    _name = "Token-adaptive GRPO"
+    _paper = {
+        "title": "First Return, Entropy-Eliciting Explore",
+        "id": "2507.07017",
+        "citation": "Branching rollouts at high-uncertainty tokens (FR3E, arXiv:2507.07017; TreePO, arXiv:2508.17445); "
+        "seed 004 of open-r1-ext.",
+    }
+    config_class = TokenAdaptiveConfig
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, reward_funcs, args: TokenAdaptiveConfig | None = None, *pos, **kwargs):
+        args = default_config(type(self).config_class, model, args)
+        super().__init__(model, reward_funcs, args, *pos, **kwargs)
         if not isinstance(self.args, TokenAdaptiveConfig):
             raise TypeError(f"TokenAdaptiveGRPOTrainer needs a TokenAdaptiveConfig, got {type(self.args).__name__}")
         if self.args.use_token_adaptive:
@@ -267,21 +195,10 @@ class TokenAdaptiveGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            with open(os.path.join(folder, STATE_FILE), "w") as f:
-                json.dump(self.adaptive_counters, f, indent=2)
+        save_extra_state(self, trial, STATE_NAME, dict(self.adaptive_counters))  # gathered counts: one file
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        path = os.path.join(checkpoint, STATE_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                saved = json.load(f)
+        saved = load_extra_state(self, checkpoint, STATE_NAME)
+        if saved is not None:
             self.adaptive_counters.update({k: int(saved[k]) for k in COUNTERS if k in saved})
-        elif self.args.use_token_adaptive:
-            logger.warning("No %s in %s: token-adaptive counters restart from zero", STATE_FILE, checkpoint)

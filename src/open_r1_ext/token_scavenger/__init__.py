@@ -2,9 +2,10 @@
 RL warm-up, TRL's entropy control and shaped rewards. See `trainer.py` for what changes w.r.t. GRPO."""
 
 from .carousel import CarouselBuffer
+from .config import TokenScavengerConfig, grpo_weight_schedule
 from .estimators import ESTIMATORS, AdvantageEstimate, get_estimator, register_estimator
 from .grouping import GROUPING_KEYS, LatentBatch, get_grouping_key, register_grouping_key
-from .trainer import TokenScavengerConfig, TokenScavengerGRPOTrainer, TokenScavengerMixin, grpo_weight_schedule
+from .trainer import ReferenceForward, TokenScavengerGRPOTrainer
 
 
 __all__ = [
@@ -13,9 +14,9 @@ __all__ = [
     "AdvantageEstimate",
     "CarouselBuffer",
     "LatentBatch",
+    "ReferenceForward",
     "TokenScavengerConfig",
     "TokenScavengerGRPOTrainer",
-    "TokenScavengerMixin",
     "get_estimator",
     "get_grouping_key",
     "grpo_weight_schedule",

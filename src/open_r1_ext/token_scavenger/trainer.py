@@ -9,173 +9,86 @@ prompt that really share something (an answer, a prefix, a hidden-state cluster;
    advantages are recomputed by the configured estimator (`estimators.py`: `two_level`, `rloo`, `dr_grpo`, or
    `grpo`, which keeps TRL's own) on the rewards *gathered over all processes* (kept by the `_calculate_rewards`
    wrapper), and this process's slice replaces `advantages`, exactly where TRL slices its own.
-2. **Loss** (`_compute_loss`, a wrapper): `w_grpo(step) * GRPO loss + ce_loss_weight * CE(reference completions)
-   + carousel_weight * MSE(logp_now, logp_stored)` on a replay batch. `w_grpo` is 0 for `rl_warmup_steps`
-   optimizer steps, then ramps linearly to `grpo_loss_weight` over `rl_ramp_steps`.
+2. **Loss** (`_compute_loss`, a wrapper): `w_grpo(step) * GRPO loss + sum of extra_loss_terms`, where
+   `extra_loss_terms(model, inputs, reference)` returns `{metric name: (weight, value)}`: here
+   `ce_loss_weight * CE(reference completions)` and `carousel_weight * MSE(logp_now, logp_stored)` on a replay
+   batch. `reference` is one forward of the policy on prompt + reference completion (`ReferenceForward`), shared by
+   every term that needs it; a subclass adds terms by overriding `extra_loss_terms` and `uses_reference` (DeepMime
+   does). `w_grpo` is 0 for `rl_warmup_steps` optimizer steps, then ramps linearly to `grpo_loss_weight` over
+   `rl_ramp_steps`.
 3. **Carousel admission** reads the log-probs GRPO's loss forward already computed (`_get_per_token_logps_and_
    entropies` is wrapped to keep them), so storing costs no extra forward pass; replaying costs one forward and
    backward on `carousel_batch_size` rows.
 4. **Entropy control** is TRL's (`use_adaptive_entropy`, `entropy_target`; logged by TRL as `entropy_coef`),
    defaulted to the seed's 1.5-nat target; `entropy_target_vocab_fraction: 0.15` sets `0.15 * ln|V|` instead.
-5. **Checkpoints** carry the carousel (`token_scavenger_rank{i}.pt`, one per process), written in
-   `_save_checkpoint` and read in `_load_optimizer_and_scheduler`, the hooks TRL uses for its own entropy state.
+5. **Checkpoints** carry the carousel (`core.checkpoint`, name `token_scavenger`, one file per process: resuming
+   under another world size is refused), written in `_save_checkpoint` and read in `_load_optimizer_and_scheduler`.
 
-The trainer is `TokenScavengerMixin` over `TokenAdaptiveGRPOTrainer`, whose hooks (`_generate_single_turn`, the
-`prefix_ids` wrapper) are disjoint from these; `use_token_adaptive` (default false here) switches its sampling on,
-and the `prefix` grouping key then groups rollouts by the prefix they were resampled from.
+The trainer subclasses `TokenAdaptiveGRPOTrainer`, whose hooks (`_generate_single_turn`, the `prefix_ids`
+wrapper) are disjoint from these; `use_token_adaptive` (default false here) switches its sampling on, and the
+`prefix` grouping key then groups rollouts by the prefix they were resampled from.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from accelerate.utils import gather_object
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from open_r1_ext.core.checkpoint import load_extra_state, save_extra_state
+from open_r1_ext.core.configs import default_config
 from open_r1_ext.core.rewards import completion_text
-from open_r1_ext.token_adaptive.trainer import TokenAdaptiveConfig, TokenAdaptiveGRPOTrainer
+from open_r1_ext.token_adaptive.trainer import TokenAdaptiveGRPOTrainer
 
 from . import rewards as _shaped_rewards  # noqa: F401  (registers the shaped rewards by name)
 from .carousel import CarouselBuffer, pad_replay_batch
-from .estimators import ESTIMATORS, USES_LATENT_GROUPS, get_estimator
-from .grouping import GROUPING_KEYS, KEY_NEEDS, LatentBatch, get_grouping_key
+from .config import TokenScavengerConfig, grpo_weight_schedule
+from .estimators import USES_LATENT_GROUPS, get_estimator
+from .grouping import KEY_NEEDS, LatentBatch, get_grouping_key
 
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "token_scavenger_rank{rank}.pt"
+STATE_NAME = "token_scavenger"  # checkpoint-N/open_r1_ext_token_scavenger_rank{i}.pt (core.checkpoint)
+
+__all__ = ["ReferenceForward", "TokenScavengerConfig", "TokenScavengerGRPOTrainer", "grpo_weight_schedule"]
 
 
-def grpo_weight_schedule(step: int, warmup_steps: int, ramp_steps: int, target: float) -> float:
-    """GRPO loss weight at optimizer step `step` (0-based): 0 for `warmup_steps` steps, then `target * j /
-    ramp_steps` at the j-th step after them (j = 1, 2, ...), `target` from then on (at once when `ramp_steps` is 0)."""
-    if step < warmup_steps:
-        return 0.0
-    if ramp_steps <= 0:
-        return target
-    return target * min(1.0, (step - warmup_steps + 1) / ramp_steps)
+class ReferenceForward(NamedTuple):
+    """The policy's forward on prompt + reference completion for the rows that carry a CE target.
 
-
-@dataclass
-class TokenScavengerConfig(TokenAdaptiveConfig):
-    """`TokenAdaptiveConfig` (hence `GRPOConfig`) plus TokenScavenger. Defaults are the seed's where it gives one."""
-
-    use_token_adaptive: bool = field(
-        default=False,
-        metadata={"help": "Token-adaptive sampling (see open_r1_ext.token_adaptive); off by default here."},
-    )
-    advantage_estimator: str = field(
-        default="two_level",
-        metadata={"help": f"Advantage estimator, one of {sorted(ESTIMATORS)}; `grpo` keeps TRL's advantages."},
-    )
-    grouping_key: str = field(
-        default="prefix",
-        metadata={"help": f"Latent-group key for the two-level estimator, one of {sorted(GROUPING_KEYS)}."},
-    )
-    micro_weight: float = field(
-        default=1.0, metadata={"help": "omega in A = macro + omega * micro (two-level estimator)."}
-    )
-    advantage_clamp_max: float | None = field(
-        default=5.0, metadata={"help": "Clamp advantages to +-this (None: no clamp). The seed's 5.0."}
-    )
-    prefix_tokens: int = field(
-        default=8,
-        metadata={"help": "`prefix` key without token-adaptive sampling: rollouts sharing this many first tokens."},
-    )
-    hidden_num_clusters: int = field(
-        default=2, metadata={"help": "`hidden` key: k-means clusters per prompt group (at most num_generations)."}
-    )
-    carousel_weight: float = field(
-        default=0.1, metadata={"help": "Weight of the carousel MSE between current and stored log-probs (0: off)."}
-    )
-    carousel_size: int = field(default=256, metadata={"help": "Carousel capacity (rollouts, oldest evicted)."})
-    carousel_reward_threshold: float = field(
-        default=1.0, metadata={"help": "A rollout whose total weighted reward is >= this enters the carousel."}
-    )
-    carousel_batch_size: int = field(
-        default=16, metadata={"help": "Rollouts replayed per micro-batch for the carousel MSE."}
-    )
-    ce_loss_weight: float = field(
-        default=1.0,
-        metadata={
-            "help": "Weight of the cross-entropy anchor on the dataset's reference completions (column "
-            "`completion`); 0 turns it off. Ignored, with a warning, when the dataset has no such column."
-        },
-    )
-    grpo_loss_weight: float = field(
-        default=0.25, metadata={"help": "GRPO loss weight once the warm-up and ramp are over (seed: 0.25)."}
-    )
-    rl_warmup_steps: int = field(
-        default=100, metadata={"help": "Optimizer steps with GRPO loss weight 0 (pure CE anchor + carousel)."}
-    )
-    rl_ramp_steps: int = field(
-        default=50, metadata={"help": "Steps over which the GRPO weight ramps linearly from 0 to grpo_loss_weight."}
-    )
-    entropy_target_vocab_fraction: float | None = field(
-        default=None,
-        metadata={"help": "If set (seed: 0.15), TRL's entropy_target becomes this * ln(vocab size)."},
-    )
-    # TRL fields whose defaults change: the seed's entropy control and KL-free loss.
-    use_adaptive_entropy: bool = field(
-        default=True, metadata={"help": "TRL's adaptive entropy control (Skywork-OR1), on as in the seed."}
-    )
-    entropy_target: float = field(
-        default=1.5, metadata={"help": "Target mean token entropy (nats) for TRL's controller; the seed's 1.5."}
-    )
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0.0 as in the seed (no reference model)."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.advantage_estimator not in ESTIMATORS:
-            raise ValueError(
-                f"advantage_estimator must be one of {sorted(ESTIMATORS)}, got {self.advantage_estimator!r}"
-            )
-        if self.grouping_key not in GROUPING_KEYS:
-            raise ValueError(f"grouping_key must be one of {sorted(GROUPING_KEYS)}, got {self.grouping_key!r}")
-        if self.advantage_estimator != "grpo":
-            if self.scale_rewards not in ("group", "none"):
-                raise ValueError(
-                    f"advantage_estimator={self.advantage_estimator!r} normalises per group; scale_rewards must be "
-                    f"'group' or 'none', got {self.scale_rewards!r}"
-                )
-            if self.multi_objective_aggregation != "sum_then_normalize":
-                raise ValueError(
-                    f"advantage_estimator={self.advantage_estimator!r} needs multi_objective_aggregation="
-                    f"'sum_then_normalize', got {self.multi_objective_aggregation!r}"
-                )
-        for name in ("micro_weight", "carousel_weight", "ce_loss_weight", "grpo_loss_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0.0):
-                raise ValueError(f"{name} must be >= 0, got {value!r}")
-        if self.advantage_clamp_max is not None and self.advantage_clamp_max <= 0:
-            raise ValueError(f"advantage_clamp_max must be > 0 or None, got {self.advantage_clamp_max!r}")
-        for name in ("prefix_tokens", "hidden_num_clusters", "carousel_size", "carousel_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("rl_warmup_steps", "rl_ramp_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        frac = self.entropy_target_vocab_fraction
-        if frac is not None and not 0.0 < frac <= 1.0:
-            raise ValueError(f"entropy_target_vocab_fraction must be in (0, 1] or None, got {frac!r}")
-
-
-class TokenScavengerMixin:
-    """TokenScavenger's hooks, for any `GRPOTrainer` subclass whose config is a `TokenScavengerConfig`.
-
-    Wrapped hooks (each calls `super()` first): `_calculate_rewards` (keeps the gathered rewards and this
-    process's completions), `_generate_and_score_completions` (advantages, CE targets, carousel candidates),
-    `_get_per_token_logps_and_entropies` (keeps the loss forward's log-probs for the carousel), `_compute_loss`
-    (weights and extra terms), `_save_checkpoint` / `_load_optimizer_and_scheduler` (carousel state).
+    `output`: the model output (logits over the last `W + 1` positions); `input_ids`, `attention_mask`: `(R, P + W)`;
+    `targets`, `mask`: the reference completion tokens and their mask, `(R, W)`.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    output: object
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+
+class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
+    """TokenScavenger on top of the token-adaptive trainer (plain GRPO sampling unless `use_token_adaptive`).
+
+    See the module docstring for what changes w.r.t. `GRPOTrainer` and in which hook. Wrapped hooks (each calls
+    `super()` first): `_calculate_rewards` (keeps the gathered rewards and this process's completions),
+    `_generate_and_score_completions` (advantages, CE targets, carousel candidates),
+    `_get_per_token_logps_and_entropies` (keeps the loss forward's log-probs for the carousel), `_compute_loss`
+    (weights and `extra_loss_terms`), `_save_checkpoint` / `_load_optimizer_and_scheduler` (carousel state).
+    """
+
+    _tag_names = ["trl", "grpo", "token-scavenger", "open-r1-ext"]
+    _name = "TokenScavenger GRPO"
+    _paper = {}  # seed 000 of open-r1-ext; no paper
+    config_class = TokenScavengerConfig
+
+    def __init__(self, model, reward_funcs, args: TokenScavengerConfig | None = None, *pos, **kwargs):
+        super().__init__(model, reward_funcs, default_config(type(self).config_class, model, args), *pos, **kwargs)
         if not isinstance(self.args, TokenScavengerConfig):
             raise TypeError(f"{type(self).__name__} needs a TokenScavengerConfig, got {type(self.args).__name__}")
         args = self.args
@@ -188,7 +101,7 @@ class TokenScavengerMixin:
             # TRL's controller reads `args.entropy_target` at every step
             args.entropy_target = args.entropy_target_vocab_fraction * math.log(vocab)
         self._scavenger_rewards = None  # (gathered rewards_per_func, local completions, local completion ids)
-        self._keep_logps = False
+        self._keep_logps = False  # set around the GRPO loss forward so its log-probs can be admitted
         self._kept_logps = None
         self._warned_no_reference = False
 
@@ -241,7 +154,7 @@ class TokenScavengerMixin:
             local = rewards[process_slice]
             output["scavenger_admit"] = (local >= self.args.carousel_reward_threshold) & ~torch.isnan(local)
             output["scavenger_reward"] = torch.nan_to_num(local, nan=0.0)
-        if self.args.ce_loss_weight > 0:
+        if self.uses_reference():
             output.update(self._reference_targets(inputs, device))
         return output
 
@@ -322,19 +235,31 @@ class TokenScavengerMixin:
             "ce_rows": torch.tensor(first, dtype=torch.bool, device=device),
         }
 
-    def _ce_loss(self, model, inputs) -> torch.Tensor:
-        """Mean token CE of the reference completions of this micro-batch's `ce_rows` (0 when it has none)."""
-        rows = inputs["ce_rows"]
-        if not bool(rows.any()):
-            return torch.zeros((), device=rows.device)
+    def uses_reference(self) -> bool:
+        """Whether the loss needs the policy's forward on the reference completions (`ReferenceForward`)."""
+        return self.args.ce_loss_weight > 0
+
+    def reference_forward(self, model, inputs) -> ReferenceForward | None:
+        """The policy's forward on prompt + reference completion of this micro-batch's `ce_rows` (None without)."""
+        rows = inputs.get("ce_rows")
+        if rows is None or not bool(rows.any()):
+            return None
         comp, comp_mask = inputs["ce_completion_ids"][rows], inputs["ce_completion_mask"][rows]
         width = int(comp_mask.sum(1).max().item())
         comp, comp_mask = comp[:, :width], comp_mask[:, :width]
         input_ids = torch.cat([inputs["prompt_ids"][rows], comp], dim=1)
         attention = torch.cat([inputs["prompt_mask"][rows], comp_mask], dim=1)
-        logits = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=width + 1).logits[:, :-1]
-        ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), comp.reshape(-1), reduction="none")
-        mask = comp_mask.reshape(-1).float()
+        output = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=width + 1)
+        return ReferenceForward(output, input_ids, attention, comp, comp_mask)
+
+    @staticmethod
+    def reference_ce(reference: ReferenceForward) -> torch.Tensor:
+        """Mean token CE of the reference completions under the policy."""
+        logits = reference.output.logits[:, :-1]
+        ce = F.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), reference.targets.reshape(-1), reduction="none"
+        )
+        mask = reference.mask.reshape(-1).float()
         return (ce * mask).sum() / mask.sum().clamp(min=1.0)
 
     # ---- carousel -----------------------------------------------------------------------------------------------
@@ -369,6 +294,22 @@ class TokenScavengerMixin:
 
     # ---- loss ---------------------------------------------------------------------------------------------------
 
+    def extra_loss_terms(
+        self, model, inputs, reference: ReferenceForward | None
+    ) -> dict[str, tuple[float, torch.Tensor]]:
+        """Loss terms added to the weighted GRPO loss, `{metric name: (weight, value)}`; values are per micro-batch
+        means (the caller divides by gradient accumulation). `model` is the unwrapped policy; `reference` its
+        forward on the reference completions when `uses_reference()`. Override (calling super) to add terms."""
+        args = self.args
+        zero = torch.zeros((), device=self.accelerator.device)
+        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        if args.ce_loss_weight > 0 and "ce_rows" in inputs:
+            terms["scavenger/ce_loss"] = (args.ce_loss_weight, self.reference_ce(reference) if reference else zero)
+        if self.model.training and args.carousel_weight > 0 and "scavenger_admit" in inputs:
+            mse = self._carousel_mse(model)  # replayed before this batch is admitted
+            terms["scavenger/carousel_mse"] = (args.carousel_weight, mse if mse is not None else zero)
+        return terms
+
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
         args = self.args
@@ -387,25 +328,20 @@ class TokenScavengerMixin:
         else:
             weight = args.grpo_loss_weight
         loss = weight * grpo_loss
-        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
         metrics = self._metrics[mode]
         metrics["scavenger/grpo_weight"].append(weight)
+        metrics["scavenger/grpo_loss"].append(self.accelerator.gather(grpo_loss.detach()).mean().item())
 
         # The extra forwards run on the unwrapped module: under DDP each wrapped forward is a collective (buffer
         # broadcast), and whether a process has CE rows or replay entries differs between processes. Their
         # gradients still reach DDP's reduction, which fires once per parameter for the whole backward.
         module = self.accelerator.unwrap_model(model)
-        if args.ce_loss_weight > 0 and "ce_rows" in inputs:
-            ce = self._ce_loss(module, inputs)
-            loss = loss + args.ce_loss_weight * ce / accumulation
-            metrics["scavenger/ce_loss"].append(self.accelerator.gather(ce.detach()).mean().item())
-
+        reference = self.reference_forward(module, inputs) if self.uses_reference() else None
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        for name, (term_weight, value) in self.extra_loss_terms(module, inputs, reference).items():
+            loss = loss + term_weight * value / accumulation
+            metrics[name].append(self.accelerator.gather(value.detach()).mean().item())
         if carousel_on:
-            mse = self._carousel_mse(module)  # replayed before this batch is admitted
-            if mse is not None:
-                loss = loss + args.carousel_weight * mse / accumulation
-            value = mse.detach() if mse is not None else torch.zeros((), device=self.accelerator.device)
-            metrics["scavenger/carousel_mse"].append(self.accelerator.gather(value).mean().item())
             if kept is not None:
                 self._admit(inputs, kept)
             size = torch.tensor(float(len(self.carousel)), device=self.accelerator.device)
@@ -417,28 +353,11 @@ class TokenScavengerMixin:
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.carousel_weight > 0:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, STATE_FILE.format(rank=self.accelerator.process_index))
-            torch.save({"carousel": self.carousel.state_dict()}, path)
+            save_extra_state(self, trial, STATE_NAME, {"carousel": self.carousel.state_dict()}, per_process=True)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None or self.args.carousel_weight <= 0:
-            return
-        path = os.path.join(checkpoint, STATE_FILE.format(rank=self.accelerator.process_index))
-        if os.path.exists(path):
-            self.carousel.load_state_dict(torch.load(path, weights_only=True)["carousel"])
-        else:
-            logger.warning("No %s in %s: the carousel restarts empty", os.path.basename(path), checkpoint)
-
-
-class TokenScavengerGRPOTrainer(TokenScavengerMixin, TokenAdaptiveGRPOTrainer):
-    """TokenScavenger on top of the token-adaptive trainer (plain GRPO sampling unless `use_token_adaptive`).
-
-    See the module docstring for what changes w.r.t. `GRPOTrainer` and in which hook.
-    """
-
-    _tag_names = ["trl", "grpo", "token-scavenger"]
+        if self.args.carousel_weight > 0:
+            saved = load_extra_state(self, checkpoint, STATE_NAME, per_process=True)
+            if saved is not None:
+                self.carousel.load_state_dict(saved["carousel"])

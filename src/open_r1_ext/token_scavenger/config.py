@@ -1,0 +1,124 @@
+"""`TokenScavengerConfig`: `TokenAdaptiveConfig` (hence `GRPOConfig`) plus TokenScavenger (see `trainer.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from open_r1_ext.token_adaptive.config import TokenAdaptiveConfig
+
+from .estimators import ESTIMATORS
+from .grouping import GROUPING_KEYS
+
+
+def grpo_weight_schedule(step: int, warmup_steps: int, ramp_steps: int, target: float) -> float:
+    """GRPO loss weight at optimizer step `step` (0-based): 0 for `warmup_steps` steps, then `target * j /
+    ramp_steps` at the j-th step after them (j = 1, 2, ...), `target` from then on (at once when `ramp_steps` is 0)."""
+    if step < warmup_steps:
+        return 0.0
+    if ramp_steps <= 0:
+        return target
+    return target * min(1.0, (step - warmup_steps + 1) / ramp_steps)
+
+
+@dataclass
+class TokenScavengerConfig(TokenAdaptiveConfig):
+    """`TokenAdaptiveConfig` (hence `GRPOConfig`) plus TokenScavenger. Defaults are the seed's where it gives one."""
+
+    use_token_adaptive: bool = field(
+        default=False,
+        metadata={"help": "Token-adaptive sampling (see open_r1_ext.token_adaptive); off by default here."},
+    )
+    advantage_estimator: str = field(
+        default="two_level",
+        metadata={"help": f"Advantage estimator, one of {sorted(ESTIMATORS)}; `grpo` keeps TRL's advantages."},
+    )
+    grouping_key: str = field(
+        default="prefix",
+        metadata={"help": f"Latent-group key for the two-level estimator, one of {sorted(GROUPING_KEYS)}."},
+    )
+    micro_weight: float = field(
+        default=1.0, metadata={"help": "omega in A = macro + omega * micro (two-level estimator)."}
+    )
+    advantage_clamp_max: float | None = field(
+        default=5.0, metadata={"help": "Clamp advantages to +-this (None: no clamp). The seed's 5.0."}
+    )
+    prefix_tokens: int = field(
+        default=8,
+        metadata={"help": "`prefix` key without token-adaptive sampling: rollouts sharing this many first tokens."},
+    )
+    hidden_num_clusters: int = field(
+        default=2, metadata={"help": "`hidden` key: k-means clusters per prompt group (at most num_generations)."}
+    )
+    carousel_weight: float = field(
+        default=0.1, metadata={"help": "Weight of the carousel MSE between current and stored log-probs (0: off)."}
+    )
+    carousel_size: int = field(default=256, metadata={"help": "Carousel capacity (rollouts, oldest evicted)."})
+    carousel_reward_threshold: float = field(
+        default=1.0, metadata={"help": "A rollout whose total weighted reward is >= this enters the carousel."}
+    )
+    carousel_batch_size: int = field(
+        default=16, metadata={"help": "Rollouts replayed per micro-batch for the carousel MSE."}
+    )
+    ce_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the cross-entropy anchor on the dataset's reference completions (column "
+            "`completion`); 0 turns it off. Ignored, with a warning, when the dataset has no such column."
+        },
+    )
+    grpo_loss_weight: float = field(
+        default=0.25, metadata={"help": "GRPO loss weight once the warm-up and ramp are over (seed: 0.25)."}
+    )
+    rl_warmup_steps: int = field(
+        default=100, metadata={"help": "Optimizer steps with GRPO loss weight 0 (pure CE anchor + carousel)."}
+    )
+    rl_ramp_steps: int = field(
+        default=50, metadata={"help": "Steps over which the GRPO weight ramps linearly from 0 to grpo_loss_weight."}
+    )
+    entropy_target_vocab_fraction: float | None = field(
+        default=None,
+        metadata={"help": "If set (seed: 0.15), TRL's entropy_target becomes this * ln(vocab size)."},
+    )
+    # TRL fields whose defaults change: the seed's entropy control and KL-free loss.
+    use_adaptive_entropy: bool = field(
+        default=True, metadata={"help": "TRL's adaptive entropy control (Skywork-OR1), on as in the seed."}
+    )
+    entropy_target: float = field(
+        default=1.5, metadata={"help": "Target mean token entropy (nats) for TRL's controller; the seed's 1.5."}
+    )
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient; 0.0 as in the seed (no reference model)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.advantage_estimator not in ESTIMATORS:
+            raise ValueError(
+                f"advantage_estimator must be one of {sorted(ESTIMATORS)}, got {self.advantage_estimator!r}"
+            )
+        if self.grouping_key not in GROUPING_KEYS:
+            raise ValueError(f"grouping_key must be one of {sorted(GROUPING_KEYS)}, got {self.grouping_key!r}")
+        if self.advantage_estimator != "grpo":
+            if self.scale_rewards not in ("group", "none"):
+                raise ValueError(
+                    f"advantage_estimator={self.advantage_estimator!r} normalises per group; scale_rewards must be "
+                    f"'group' or 'none', got {self.scale_rewards!r}"
+                )
+            if self.multi_objective_aggregation != "sum_then_normalize":
+                raise ValueError(
+                    f"advantage_estimator={self.advantage_estimator!r} needs multi_objective_aggregation="
+                    f"'sum_then_normalize', got {self.multi_objective_aggregation!r}"
+                )
+        for name in ("micro_weight", "carousel_weight", "ce_loss_weight", "grpo_loss_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0.0):
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if self.advantage_clamp_max is not None and self.advantage_clamp_max <= 0:
+            raise ValueError(f"advantage_clamp_max must be > 0 or None, got {self.advantage_clamp_max!r}")
+        for name in ("prefix_tokens", "hidden_num_clusters", "carousel_size", "carousel_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("rl_warmup_steps", "rl_ramp_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        frac = self.entropy_target_vocab_fraction
+        if frac is not None and not 0.0 < frac <= 1.0:
+            raise ValueError(f"entropy_target_vocab_fraction must be in (0, 1] or None, got {frac!r}")
