@@ -109,7 +109,7 @@ class _SamplingSeed(TrainerCallback):
         set_seed(self.seed)
 
 
-def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfig):
+def _setup(training_args) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     set_seed(training_args.seed)
     logging.basicConfig(
@@ -122,45 +122,76 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     # TrainingArguments sets up the process group (gloo with `use_cpu`, nccl on GPUs) the first time its device is
     # read; a bare PartialState() before that would pin the shared state to "not distributed" on CPU.
     _ = training_args.device
-    state = PartialState()
 
-    last_checkpoint = None
-    if script_args.resume and os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
-            print(f"[resume] Resuming from checkpoint {last_checkpoint}", flush=True)
 
-    _, trainer_cls = get_trainer_classes(script_args.trainer_type)
-    # A trainer whose "model" and "data" are not a causal LM and prompts (char-level game, compression) builds its
-    # own: `build_model_and_data(script_args, training_args, model_args) -> {"model", "processing_class",
-    # "dataset" (a DatasetDict)}`.
+def _last_checkpoint(script_args, training_args) -> str | None:
+    if not (script_args.resume and os.path.isdir(training_args.output_dir)):
+        return None
+    last = get_last_checkpoint(training_args.output_dir)
+    if last is not None:
+        print(f"[resume] Resuming from checkpoint {last}", flush=True)
+    return last
+
+
+def build_inputs(trainer_cls, script_args, training_args, model_args) -> dict:
+    """What the trainer is built from: `model`, `processing_class`, `dataset` (a DatasetDict), `task` (the built-in
+    task or None) and `reward_funcs`, following the trainer's launch protocol (`open_r1_ext.trainers`)."""
     build = getattr(trainer_cls, "build_model_and_data", None)
-    if build is not None:
+    if build is not None:  # its "model" and "data" are not a causal LM and prompts (char-level game, compression)
         built = build(script_args, training_args, model_args)
-        model, tokenizer, dataset, task = built["model"], built.get("processing_class"), built["dataset"], None
+        inputs = {"model": built["model"], "processing_class": built.get("processing_class")}
+        inputs.update(dataset=built["dataset"], task=None)
     else:
         dataset, task = load_datasets(script_args)
         model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
+        inputs = {"model": model, "processing_class": tokenizer, "dataset": dataset, "task": task}
     # A trainer that brings its own reward (the RLAIF teacher) may run with `reward_funcs: []`.
     own_reward = getattr(trainer_cls, "provides_reward_funcs", False)
-    reward_funcs = get_reward_funcs(script_args.reward_funcs) if script_args.reward_funcs or not own_reward else []
+    wanted = script_args.reward_funcs or not own_reward
+    inputs["reward_funcs"] = get_reward_funcs(script_args.reward_funcs) if wanted else []
+    return inputs
 
-    results: dict = {
-        "trainer_type": script_args.trainer_type,
-        "seed": training_args.seed,
-        "world_size": state.num_processes,
-    }
-    summary = RunSummaryCallback(_heldout_evaluator(tokenizer, task, script_args))
+
+def _report(trainer, summary: RunSummaryCallback, results: dict, script_args, training_args, task) -> None:
+    """Print the held-out accuracy, write `results.json` and the plots (main process)."""
+    held = summary.heldout_results()
+    if "accuracy_after" in held:
+        print(
+            f"[eval] held-out accuracy after training: {held['accuracy_after']:.3f}"
+            + (f" (before: {held['accuracy_before']:.3f})" if "accuracy_before" in held else ""),
+            flush=True,
+        )
+    if hasattr(trainer, "summary_results"):  # trainer-specific figures (e.g. val bits/char, compression ratio)
+        results.update(trainer.summary_results())
+    path = write_results(training_args.output_dir, summary, results)
+    if script_args.plot:
+        out = training_args.output_dir
+        name = script_args.trainer_type
+        plot_reward(summary.curve, os.path.join(out, "reward.png"), title=f"{name}: reward per step")
+        plot_heldout(
+            summary.eval_curve, os.path.join(out, "heldout.png"), title=f"{name}: held-out accuracy on builtin:{task}"
+        )
+    print(f"[done] results in {path}", flush=True)
+
+
+def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfig):
+    _setup(training_args)
+    state = PartialState()
+    last_checkpoint = _last_checkpoint(script_args, training_args)
+    _, trainer_cls = get_trainer_classes(script_args.trainer_type)
+    inputs = build_inputs(trainer_cls, script_args, training_args, model_args)
+    dataset, task = inputs["dataset"], inputs["task"]
+    summary = RunSummaryCallback(_heldout_evaluator(inputs["processing_class"], task, script_args))
+    callbacks = [summary] + ([] if script_args.sampling_seed is None else [_SamplingSeed(script_args.sampling_seed)])
     trainer = trainer_cls(
-        model=model,
-        reward_funcs=reward_funcs,
+        model=inputs["model"],
+        reward_funcs=inputs["reward_funcs"],
         args=training_args,
         train_dataset=dataset[script_args.dataset_train_split],
         eval_dataset=(dataset.get(script_args.dataset_test_split) if training_args.eval_strategy != "no" else None),
-        processing_class=tokenizer,
+        processing_class=inputs["processing_class"],
         peft_config=get_peft_config(model_args),
-        callbacks=[summary]
-        + ([] if script_args.sampling_seed is None else [_SamplingSeed(script_args.sampling_seed)]),
+        callbacks=callbacks,
     )
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     trainer.log_metrics("train", train_result.metrics)
@@ -168,29 +199,10 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
 
+    results: dict = {"trainer_type": script_args.trainer_type, "seed": training_args.seed}
+    results["world_size"] = state.num_processes
     if state.is_main_process:
-        if "accuracy_after" in summary.heldout_results():
-            held = summary.heldout_results()
-            print(
-                f"[eval] held-out accuracy after training: {held['accuracy_after']:.3f}"
-                + (f" (before: {held['accuracy_before']:.3f})" if "accuracy_before" in held else ""),
-                flush=True,
-            )
-        if hasattr(trainer, "summary_results"):  # trainer-specific figures (e.g. val bits/char, compression ratio)
-            results.update(trainer.summary_results())
-        path = write_results(training_args.output_dir, summary, results)
-        if script_args.plot:
-            plot_reward(
-                summary.curve,
-                os.path.join(training_args.output_dir, "reward.png"),
-                title=f"{script_args.trainer_type}: reward per step",
-            )
-            plot_heldout(
-                summary.eval_curve,
-                os.path.join(training_args.output_dir, "heldout.png"),
-                title=f"{script_args.trainer_type}: held-out accuracy on builtin:{task}",
-            )
-        print(f"[done] results in {path}", flush=True)
+        _report(trainer, summary, results, script_args, training_args, task)
     state.wait_for_everyone()
     return results
 

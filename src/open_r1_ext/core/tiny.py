@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from . import tasks as tasks_mod
 from .tasks import BUILTIN_PREFIX, parse_builtin_name  # noqa: F401  (re-exported for `builtin:` model names)
@@ -200,8 +200,3 @@ def build_builtin(settings: TinyModelSettings, force: bool = False) -> Path:
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path
-
-
-def load_builtin(settings: TinyModelSettings):
-    path = build_builtin(settings)
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
