@@ -176,89 +176,100 @@ def assemble_groups(
     Returns:
         `(completions, stats)`: `B` completions, row `i` answering `prompt_ids[i]`, and the counts for metrics.
     """
-    B = len(prompt_ids)
-    stats = AssemblyStats()
-    segs = segments(B, num_generations, row_offset)
-    slots: list[list[Completion]] = [[] for _ in segs]
-    dummy = list(prompt_ids[0]) if prompt_ids else []
+    asm = _Assembly(prompt_ids, num_generations, backend, temperature, row_offset, pad_equal)
+    prefixes = asm.first_rollouts(first_rollout_fraction, keep_failed_rollouts)
+    asm.resample(prefixes, max_resamples_per_prefix, adaptive_temperature_scale, max_completion_length)
+    asm.fill(first_rollout_fraction)
+    return asm.finish()
 
-    # 1. first rollouts
-    first_rows: list[tuple[int, int]] = []  # (segment, local row of the rollout's slot)
-    for s, (start, end) in enumerate(segs):
-        first_rows += [(s, start + j) for j in range(first_rollouts_per_group(end - start, first_rollout_fraction))]
-    prefixes: list[_Prefix] = []
-    out = _synced(
-        backend,
-        len(first_rows),
-        pad_equal,
-        stats,
-        lambda pad: backend.sample_first([list(prompt_ids[r]) for _, r in first_rows] + [dummy] * pad, True),
-    )
-    for (s, r), smp in zip(first_rows, out or []):
-        stats.first_rollouts += 1
-        stats.sampled_tokens += smp.sampled_tokens
-        pid = row_offset + r
-        failed = smp.failure_point != NO_FAILURE
-        if failed:
-            f = smp.failure_point
-            stats.truncated += 1
-            stats.failure_points.append(f)
-            lp = smp.logprobs[:f] if smp.logprobs is not None else None
-            prefixes.append(_Prefix(s, list(prompt_ids[r]), smp.token_ids[:f], lp, pid))
-        if not failed or keep_failed_rollouts:
-            slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, 0, 0, temperature))
 
-    # 2. resampling rounds: one more continuation per prefix per round, in order, while its group has room
-    for k in range(1, max_resamples_per_prefix + 1):
-        room = [(end - start) - len(slots[s]) for s, (start, end) in enumerate(segs)]
-        todo: list[_Prefix] = []
-        for p in prefixes:
-            if p.attempts == k - 1 and room[p.segment] > 0:
-                todo.append(p)
-                room[p.segment] -= 1
-        t_k = resample_temperature(temperature, adaptive_temperature_scale, k)
+class _Assembly:
+    """The three phases of `assemble_groups` over one batch: first rollouts, resampling rounds, fill-up."""
+
+    def __init__(self, prompt_ids, num_generations, backend, temperature, row_offset, pad_equal):
+        self.prompt_ids, self.backend, self.temperature = prompt_ids, backend, temperature
+        self.row_offset, self.pad_equal = row_offset, pad_equal
+        self.stats = AssemblyStats()
+        self.segs = segments(len(prompt_ids), num_generations, row_offset)
+        self.slots: list[list[Completion]] = [[] for _ in self.segs]
+        self.dummy = list(prompt_ids[0]) if prompt_ids else []
+
+    def _call(self, num_rows: int, call) -> list[Sampled] | None:
+        return _synced(self.backend, num_rows, self.pad_equal, self.stats, call)
+
+    def first_rollouts(self, fraction: float, keep_failed: bool) -> list[_Prefix]:
+        """1. First rollouts; the ones with a failure point become prefixes (and stay as rows if `keep_failed`)."""
+        rows: list[tuple[int, int]] = []  # (segment, local row of the rollout's slot)
+        for s, (start, end) in enumerate(self.segs):
+            rows += [(s, start + j) for j in range(first_rollouts_per_group(end - start, fraction))]
+        prompts = [list(self.prompt_ids[r]) for _, r in rows]
+        out = self._call(len(rows), lambda pad: self.backend.sample_first(prompts + [self.dummy] * pad, True))
+        prefixes: list[_Prefix] = []
+        for (s, r), smp in zip(rows, out or []):
+            self.stats.first_rollouts += 1
+            self.stats.sampled_tokens += smp.sampled_tokens
+            pid = self.row_offset + r
+            failed = smp.failure_point != NO_FAILURE
+            if failed:
+                f = smp.failure_point
+                self.stats.truncated += 1
+                self.stats.failure_points.append(f)
+                lp = smp.logprobs[:f] if smp.logprobs is not None else None
+                prefixes.append(_Prefix(s, list(self.prompt_ids[r]), smp.token_ids[:f], lp, pid))
+            if not failed or keep_failed:
+                self.slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, 0, 0, self.temperature))
+        return prefixes
+
+    def resample(self, prefixes: list[_Prefix], max_resamples: int, scale: float, max_completion_length: int):
+        """2. Resampling rounds: one more continuation per prefix per round, in order, while its group has room."""
+        for k in range(1, max_resamples + 1):
+            room = [(end - start) - len(self.slots[s]) for s, (start, end) in enumerate(self.segs)]
+            todo: list[_Prefix] = []
+            for p in prefixes:
+                if p.attempts == k - 1 and room[p.segment] > 0:
+                    todo.append(p)
+                    room[p.segment] -= 1
+            t_k = resample_temperature(self.temperature, scale, k)
+            out = self._continuations(todo, t_k, max_completion_length)
+            if out is None:
+                break
+            for p, smp in zip(todo, out):
+                p.attempts += 1
+                self.stats.resamples += 1
+                self.stats.sampled_tokens += smp.sampled_tokens
+                lp = p.logprobs + smp.logprobs if p.logprobs is not None and smp.logprobs is not None else None
+                completion = Completion(p.tokens + smp.token_ids, lp, p.prefix_id, len(p.tokens), k, t_k)
+                self.slots[p.segment].append(completion)
+
+    def _continuations(self, todo: list[_Prefix], t_k: float, max_completion_length: int) -> list[Sampled] | None:
         rows = [p.prompt + p.tokens for p in todo]
         budgets = [max_completion_length - len(p.tokens) for p in todo]
-        out = _synced(
-            backend,
-            len(todo),
-            pad_equal,
-            stats,
-            lambda pad: backend.sample_continuations(rows + [dummy] * pad, budgets + [1] * pad, t_k),  # noqa: B023
-        )
-        if out is None:
-            break
-        for p, smp in zip(todo, out):
-            p.attempts += 1
-            stats.resamples += 1
-            stats.sampled_tokens += smp.sampled_tokens
-            if p.logprobs is not None and smp.logprobs is not None:
-                lp = p.logprobs + smp.logprobs
-            else:
-                lp = None
-            slots[p.segment].append(Completion(p.tokens + smp.token_ids, lp, p.prefix_id, len(p.tokens), k, t_k))
 
-    # 3. fill-up with plain rollouts
-    fill_rows: list[tuple[int, int]] = []
-    for s, (start, end) in enumerate(segs):
-        n_first = first_rollouts_per_group(end - start, first_rollout_fraction)
-        fill_rows += [(s, start + n_first + m) for m in range((end - start) - len(slots[s]))]
-    out = _synced(
-        backend,
-        len(fill_rows),
-        pad_equal,
-        stats,
-        lambda pad: backend.sample_first([list(prompt_ids[r]) for _, r in fill_rows] + [dummy] * pad, False),
-    )
-    for (s, r), smp in zip(fill_rows, out or []):
-        stats.fill_rollouts += 1
-        stats.sampled_tokens += smp.sampled_tokens
-        slots[s].append(Completion(smp.token_ids, smp.logprobs, row_offset + r, 0, 0, temperature))
+        def call(pad: int) -> list[Sampled]:
+            return self.backend.sample_continuations(rows + [self.dummy] * pad, budgets + [1] * pad, t_k)
 
-    completions = [c for group in slots for c in group]
-    if len(completions) != B:  # the rounds above fill every slot exactly; anything else is a bug
-        raise RuntimeError(f"token-adaptive assembly built {len(completions)} completions for {B} rows")
-    if any(c.logprobs is None for c in completions):
-        for c in completions:
-            c.logprobs = None
-    return completions, stats
+        return self._call(len(todo), call)
+
+    def fill(self, fraction: float) -> None:
+        """3. Fill-up: plain rollouts for every slot the first two phases left empty."""
+        rows: list[tuple[int, int]] = []
+        for s, (start, end) in enumerate(self.segs):
+            n_first = first_rollouts_per_group(end - start, fraction)
+            rows += [(s, start + n_first + m) for m in range((end - start) - len(self.slots[s]))]
+        prompts = [list(self.prompt_ids[r]) for _, r in rows]
+        out = self._call(len(rows), lambda pad: self.backend.sample_first(prompts + [self.dummy] * pad, False))
+        for (s, r), smp in zip(rows, out or []):
+            self.stats.fill_rollouts += 1
+            self.stats.sampled_tokens += smp.sampled_tokens
+            self.slots[s].append(Completion(smp.token_ids, smp.logprobs, self.row_offset + r, 0, 0, self.temperature))
+
+    def finish(self) -> tuple[list[Completion], AssemblyStats]:
+        completions = [c for group in self.slots for c in group]
+        if len(completions) != len(self.prompt_ids):  # the phases fill every slot exactly; anything else is a bug
+            raise RuntimeError(
+                f"token-adaptive assembly built {len(completions)} completions for {len(self.prompt_ids)} rows"
+            )
+        if any(c.logprobs is None for c in completions):
+            for c in completions:
+                c.logprobs = None
+        return completions, self.stats
