@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
+import common  # first: puts src/ on sys.path, one thread per process
+import torch
+from transformers import set_seed
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from open_r1_ext.char_rl.config import CharGRPOConfig
+from open_r1_ext.char_rl.trainer import CharGRPOTrainer
 
-import torch  # noqa: E402
-from transformers import set_seed  # noqa: E402
 
-from open_r1_ext.char_rl.trainer import CharGRPOConfig, CharGRPOTrainer  # noqa: E402
+fmt_ms = common.fmt_ms  # mean ± sample std, as every benchmark here reports it
 
 
 def run_one(corpus: str, objective: str, seed: int, a) -> dict:
@@ -79,12 +77,6 @@ def run_one(corpus: str, objective: str, seed: int, a) -> dict:
     return res
 
 
-def _ms(xs: list[float], fmt: str) -> str:
-    m = statistics.fmean(xs)
-    s = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{format(m, fmt)} ± {format(s, fmt)}"
-
-
 def make_table(all_results: dict, a, n_params: int) -> str:
     lines = [
         f"Char-level game vs CE twin, {a.preset} GPT-2 ({n_params / 1e6:.2f} M params at the first corpus' "
@@ -101,10 +93,11 @@ def make_table(all_results: dict, a, n_params: int) -> str:
         for obj, label in (("ce", "CE twin"), ("game", "game (exhaustive, target_mean)")):
             runs = r[obj]
             lines.append(
-                f"| {name} | {label} | {_ms([x['val_ce'] for x in runs], '.3f')} | "
-                f"{_ms([x['val_bpc'] for x in runs], '.3f')} | {_ms([x['val_accuracy'] for x in runs], '.4f')} | "
-                f"{_ms([x['chars_per_second'] for x in runs], '.0f')} | "
-                f"{_ms([x['max_val_ce_late'] for x in runs], '.3f')} |"
+                f"| {name} | {label} | {fmt_ms([x['val_ce'] for x in runs], '.3f')} | "
+                f"{fmt_ms([x['val_bpc'] for x in runs], '.3f')} | "
+                f"{fmt_ms([x['val_accuracy'] for x in runs], '.4f')} | "
+                f"{fmt_ms([x['chars_per_second'] for x in runs], '.0f')} | "
+                f"{fmt_ms([x['max_val_ce_late'] for x in runs], '.3f')} |"
             )
         for b in ("unigram", "bigram", "4gram"):
             base = r["ce"][0]["baselines"][b]
@@ -115,8 +108,8 @@ def make_table(all_results: dict, a, n_params: int) -> str:
         bigram = r["ce"][0]["baselines"]["bigram"]["ce"]
         above = sum(g["max_val_ce_late"] > bigram for g in r["game"])
         lines.append(
-            f"| {name} | **game / CE** | CE ratio {_ms(ce, '.3f')} (target <= 1.3) | | acc ratio "
-            f"{_ms(acc, '.3f')} (target >= 0.95) | throughput ratio {_ms(tp, '.2f')} (target >= 0.8) | "
+            f"| {name} | **game / CE** | CE ratio {fmt_ms(ce, '.3f')} (target <= 1.3) | | acc ratio "
+            f"{fmt_ms(acc, '.3f')} (target >= 0.95) | throughput ratio {fmt_ms(tp, '.2f')} (target >= 0.8) | "
             f"game runs above bigram CE at step >= {a.late_step}: {above}/{len(r['game'])} |"
         )
     return "\n".join(lines)

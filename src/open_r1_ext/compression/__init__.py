@@ -2,15 +2,16 @@
 
 Commands (each reads a recipe through TRL's parser; CLI flags override it):
 
-    python -m open_r1_ext.compression.prepare  --config recipes/compression_data.yaml
-    python -m open_r1_ext.compression.train    --config recipes/compression_cpu.yaml
-    python -m open_r1_ext.compression.evaluate --config recipes/compression_eval.yaml
-    python -m open_r1_ext.compression.search   --config recipes/compression_cpu.yaml --max-trials 20
+    python launch/compression_prepare.py  --config recipes/compression_data.yaml
+    python src/open_r1_ext/grpo.py        --config recipes/compression_cpu.yaml  # training (trainer_type: compression)
+    python launch/compression_evaluate.py --config recipes/compression_eval.yaml
+    python launch/compression_search.py   --config recipes/compression_cpu.yaml --max-trials 20
 
-`train` is the project's launch script (`open_r1_ext/grpo.py`) with `trainer_type: compression`.
+The library the commands call lives here: `data.prepare_data`, `evaluation.run_evaluation`, `trainer`'s builders.
 """
 
-from open_r1_ext.compression.trainer import CompressionConfig, CompressionTrainer
+from open_r1_ext.compression.config import CompressionConfig
+from open_r1_ext.compression.trainer import CompressionTrainer
 
 
 __all__ = ["CompressionConfig", "CompressionTrainer"]

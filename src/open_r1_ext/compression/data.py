@@ -110,6 +110,8 @@ def prepare_data(
     texts = shakespeare_texts(texts_folder)
     splits = split_plays(list(texts), test_every=test_every)
     if tokenizer_path:
+        # AutoTokenizer rather than `core.data.load_tokenizer`: its pad = eos fallback would make the reconstructor's
+        # padding an ordinary token; `add_special_tokens` adds distinct pad/mask/sep tokens on purpose
         from transformers import AutoTokenizer
 
         tokenizer = add_special_tokens(AutoTokenizer.from_pretrained(tokenizer_path))
@@ -151,9 +153,10 @@ def load_split(data_dir: str | Path, split: str) -> torch.Tensor:
 
 
 def load_tokenizer(data_dir: str | Path):
-    from transformers import AutoTokenizer
+    """The tokenizer `prepare_data` saved in `data_dir` (it already has its pad/mask/sep tokens)."""
+    from open_r1_ext.core.data import load_tokenizer as load_pretrained_tokenizer
 
-    return AutoTokenizer.from_pretrained(str(Path(data_dir) / "tokenizer"))
+    return load_pretrained_tokenizer(str(Path(data_dir) / "tokenizer"))
 
 
 def to_dataset_dict(data_dir: str | Path):

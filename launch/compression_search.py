@@ -1,23 +1,33 @@
-"""`python -m open_r1_ext.compression.search --config recipes/compression_cpu.yaml --max-trials 20`
+"""Hyper-parameter search for token compression: Optuna (TPE), every trial trained by the launch script.
 
-Optuna (TPE) search over the policy and reconstructor learning rates, the group size and the distortion measure.
-Each trial trains `max_steps` joint steps into `output_dir/trial_<n>` and scores the policy's reconstruction accuracy
-on the validation plays at `target_ratio` (no similarity model, to keep trials cheap). The study lives in an SQLite
-file (`search_storage`, default `output_dir/optuna.db`): rerunning the command resumes it and runs only the trials
-still missing to reach `--max-trials`. The best trial is printed and written to `output_dir/best_trial.json`.
+    python launch/compression_search.py --config recipes/compression_cpu.yaml --max-trials 20
+
+Searches the policy and reconstructor learning rates, the group size and the distortion measure. Each trial trains
+`max_steps` joint steps into `output_dir/trial_<n>` through `open_r1_ext.grpo.main` (the single launch script) and
+scores the saved policy's reconstruction accuracy on the validation plays at `target_ratio` (no similarity model, to
+keep trials cheap). The study lives in an SQLite file (`search_storage`, default `output_dir/optuna.db`): rerunning
+the command resumes it and runs only the trials still missing to reach `--max-trials`. The best trial is printed and
+written to `output_dir/best_trial.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import common  # noqa: F401  (first: puts src/ on sys.path, one thread per process)
+import optuna
+from trl import ModelConfig, TrlParser
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from open_r1_ext.compression.config import CompressionConfig
+from open_r1_ext.compression.data import load_split, load_tokenizer
+from open_r1_ext.compression.evaluation import evaluate_model
+from open_r1_ext.compression.models import CompressionModel
+from open_r1_ext.core.configs import GRPOScriptArguments
+from open_r1_ext.grpo import main as train
 
 
 @dataclass
@@ -29,13 +39,7 @@ class SearchArguments:
     )
 
 
-def objective_factory(script_args, base_args, model_args, log=print):
-    import torch
-
-    from open_r1_ext.compression.data import load_split
-    from open_r1_ext.compression.evaluation import evaluate_model
-    from open_r1_ext.compression.trainer import CompressionTrainer
-
+def objective_factory(script_args, base_args: CompressionConfig, model_args, log=print):
     # GRPOConfig requires the batch to be a multiple of the group size
     group_sizes = [g for g in (2, 4, 8) if base_args.per_device_train_batch_size % g == 0] or [2]
 
@@ -52,20 +56,13 @@ def objective_factory(script_args, base_args, model_args, log=print):
             generation_batch_size=None,
             steps_per_generation=None,
         )
-        torch.manual_seed(args.seed)
-        built = CompressionTrainer.build_model_and_data(script_args, args, model_args)
-        trainer = CompressionTrainer(
-            model=built["model"],
-            args=args,
-            train_dataset=built["dataset"]["train"],
-            processing_class=built["processing_class"],
-        )
-        trainer.train()
+        train(script_args, args, model_args)  # saves the final model into args.output_dir
         data = load_split(args.data_dir, "validation")
         if args.eval_num_sequences:
             data = data[: args.eval_num_sequences]
+        model = CompressionModel.from_folder(args.output_dir)
         res = evaluate_model(
-            built["model"], data, built["processing_class"], args.target_ratio, methods=("policy",), seed=args.seed
+            model, data, load_tokenizer(args.data_dir), args.target_ratio, methods=("policy",), seed=args.seed
         )["policy"]
         accuracy = sum(res["accuracy"]) / len(res["accuracy"])
         trial.set_user_attr("ratio", sum(res["ratio"]) / len(res["ratio"]))
@@ -76,13 +73,9 @@ def objective_factory(script_args, base_args, model_args, log=print):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import optuna
-    from trl import ModelConfig, TrlParser
-
-    from open_r1_ext.compression.trainer import CompressionConfig
-    from open_r1_ext.core.configs import GRPOScriptArguments
-
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a == "--trainer_type" or a.startswith("--trainer_type=") for a in argv):
+        argv += ["--trainer_type", "compression"]  # what every trial's launch-script run builds
     parser = TrlParser((GRPOScriptArguments, CompressionConfig, ModelConfig, SearchArguments))
     script_args, args, model_args, search = parser.parse_args_and_config(argv)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)

@@ -1,22 +1,27 @@
-"""`python -m open_r1_ext.compression.prepare --config recipes/compression_data.yaml [--flag value ...]`
+"""Prepare the token-compression data (seed 001): tokenizer and train / validation / test splits of the plays.
+
+    python launch/compression_prepare.py --config recipes/compression_data.yaml [--flag value ...]
 
 Trains the BPE tokenizer on the training plays (or loads the tokenizer of `model_name_or_path` when it is a
-pretrained GPT-2) and writes the train / validation / test splits into `data_dir`.
+pretrained GPT-2) and writes the splits into `data_dir` (`open_r1_ext.compression.data.prepare_data`). The recipe is
+read by the launch script's parser with `trainer_type: compression`, so one recipe serves every compression command.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
+import common  # noqa: F401  (first: puts src/ on sys.path, one thread per process)
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from open_r1_ext.compression.data import prepare_data
+from open_r1_ext.compression.trainer import pretrained_path
+from open_r1_ext.grpo import parse_args
 
 
 def parse(argv: list[str] | None = None):
-    from open_r1_ext.grpo import parse_args
-
+    """`(script_args, CompressionConfig, model_args)` from a recipe and flags; `trainer_type` is compression unless
+    the command line names another."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a == "--trainer_type" or a.startswith("--trainer_type=") for a in argv):
         argv += ["--trainer_type", "compression"]
@@ -24,9 +29,6 @@ def parse(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from open_r1_ext.compression.data import prepare_data
-    from open_r1_ext.compression.trainer import pretrained_path
-
     _, args, model_args = parse(argv)
     out = prepare_data(
         args.data_dir,
