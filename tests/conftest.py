@@ -20,7 +20,7 @@ def _builtin_cache(tmp_path_factory):
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def char_tok():
     from open_r1_ext.core.tiny import char_tokenizer
 
@@ -34,3 +34,12 @@ def tiny_model(char_tok):
     torch.manual_seed(0)
     settings = TinyModelSettings(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     return tiny_llama(len(char_tok), settings, char_tok)
+
+
+@pytest.fixture(scope="session")
+def micro_model_state(char_tok):
+    """`(config, state_dict)` of a micro Llama over the character tokenizer; `tiny_helpers.fresh_model` rebuilds it."""
+    from open_r1_ext.core.tiny import micro_llama
+
+    model = micro_llama(char_tok)
+    return model.config, model.state_dict()

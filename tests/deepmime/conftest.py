@@ -3,13 +3,14 @@
 import pytest
 from datasets import Dataset
 
-from open_r1_ext.core.tiny import char_tokenizer, micro_llama
+from open_r1_ext.core.tiny import micro_llama
 from open_r1_ext.deepmime import DeepMimeConfig
+from tiny_helpers import tiny_args
 
 
 @pytest.fixture(scope="session")
-def tok():
-    return char_tokenizer()
+def tok(char_tok):
+    return char_tok
 
 
 @pytest.fixture()
@@ -28,7 +29,6 @@ def dataset():
 
 def tiny_config(tmp_path, **overrides) -> DeepMimeConfig:
     kw = dict(
-        output_dir=str(tmp_path),
         teacher_model_name_or_path="local-test-teacher",
         student_hidden_size=32,
         student_num_layers=2,
@@ -36,20 +36,11 @@ def tiny_config(tmp_path, **overrides) -> DeepMimeConfig:
         student_max_position_embeddings=64,
         memory_slots=8,
         memory_latent_dim=16,
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=8,
         max_steps=3,
         rl_warmup_steps=1,
         rl_ramp_steps=1,
         learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
         seed=0,
-        dataloader_num_workers=0,
     )
     kw.update(overrides)
-    return DeepMimeConfig(**kw)
+    return tiny_args(DeepMimeConfig, tmp_path, **kw)

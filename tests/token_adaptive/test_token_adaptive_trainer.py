@@ -7,13 +7,13 @@ import os
 import pytest
 import torch
 from datasets import Dataset
-from transformers import LlamaForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
-from open_r1_ext.core.tiny import char_tokenizer, micro_llama
+from open_r1_ext.core.tiny import char_tokenizer
 from open_r1_ext.token_adaptive import TokenAdaptiveConfig, TokenAdaptiveGRPOTrainer
 from open_r1_ext.token_adaptive.backends import TransformersBackend
 from open_r1_ext.trainers import get_trainer_classes
+from tiny_helpers import TINY_TRAINING, fresh_model
 
 
 SEEN: list[str] = []
@@ -29,21 +29,16 @@ def parity_reward(completions, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return char_tokenizer()
+def tok(char_tok):
+    return char_tok
 
 
 @pytest.fixture(scope="module")
-def model_state(tok):
-    model = micro_llama(tok)
-    return model.config, model.state_dict()
+def model_state(micro_model_state):
+    return micro_model_state
 
 
-def make_model(model_state):
-    cfg, state = model_state
-    model = LlamaForCausalLM(cfg)
-    model.load_state_dict(state)
-    return model
+make_model = fresh_model
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +47,7 @@ def dataset():
 
 
 def common(tmp_path, **over):
-    kw = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        seed=7,
-        beta=0.0,
-        dataloader_num_workers=0,
-    )
-    kw.update(over)
-    return kw
+    return {"output_dir": str(tmp_path), **TINY_TRAINING, "learning_rate": 1e-2, "seed": 7, "beta": 0.0, **over}
 
 
 def forced(tmp_path, **over):

@@ -5,12 +5,11 @@ import os
 import pytest
 import torch
 from datasets import Dataset
-from transformers import LlamaForCausalLM
 
-from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.token_scavenger import TokenScavengerConfig, TokenScavengerGRPOTrainer
 from open_r1_ext.token_scavenger.estimators import get_estimator
 from open_r1_ext.trainers import get_trainer_classes
+from tiny_helpers import fresh_model, tiny_args
 
 
 def parity_reward(completions, **kwargs):
@@ -19,21 +18,16 @@ def parity_reward(completions, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return char_tokenizer()
+def tok(char_tok):
+    return char_tok
 
 
 @pytest.fixture(scope="module")
-def model_state(tok):
-    model = micro_llama(tok)
-    return model.config, model.state_dict()
+def model_state(micro_model_state):
+    return micro_model_state
 
 
-def make_model(model_state):
-    cfg, state = model_state
-    model = LlamaForCausalLM(cfg)
-    model.load_state_dict(state)
-    return model
+make_model = fresh_model
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +41,8 @@ def dataset():
 
 def config(tmp_path, **over):
     kw = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
         learning_rate=1e-2,
-        logging_steps=1,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
         seed=7,
-        dataloader_num_workers=0,
         prefix_tokens=2,
         rl_warmup_steps=0,
         rl_ramp_steps=0,
@@ -68,7 +51,7 @@ def config(tmp_path, **over):
         use_adaptive_entropy=False,
     )
     kw.update(over)
-    return TokenScavengerConfig(**kw)
+    return tiny_args(TokenScavengerConfig, tmp_path, **kw)
 
 
 def make_trainer(model_state, tok, dataset, args, cls=TokenScavengerGRPOTrainer):
