@@ -20,16 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import sys
 import time
 from pathlib import Path
 
-
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
+import common  # src/ on sys.path, one thread per process
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import set_seed  # noqa: E402
@@ -159,8 +153,7 @@ def main():
         rs = [r for r in results["runs"] if r["arm"] == arm]
 
         def ms(key, rs=rs):
-            xs = [r[key] for r in rs]
-            return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.3f}"
+            return common.fmt_ms([r[key] for r in rs])
 
         print(f"| {arm} | {ms('val_ce')} | {ms('accuracy')} | {ms('sec_per_step')} |")
     Path(a.out).mkdir(parents=True, exist_ok=True)
