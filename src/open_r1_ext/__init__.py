@@ -31,15 +31,15 @@ _LAZY = {
     "DeepMimeStudentConfig": "open_r1_ext.deepmime.model",
     "DeepMimeStudentForCausalLM": "open_r1_ext.deepmime.model",
     # token compression (issue 7)
-    "CompressionConfig": "open_r1_ext.compression.trainer",
+    "CompressionConfig": "open_r1_ext.compression.config",
     "CompressionTrainer": "open_r1_ext.compression.trainer",
     # char-level RL (issue 8)
-    "CharGRPOConfig": "open_r1_ext.char_rl.trainer",
+    "CharGRPOConfig": "open_r1_ext.char_rl.config",
     "CharGRPOTrainer": "open_r1_ext.char_rl.trainer",
     # teacher-scored RLAIF (issue 6)
     "AnthropicTeacher": "open_r1_ext.rlaif.teacher",
-    "TeacherConfig": "open_r1_ext.rlaif.teacher",
-    "RLAIFConfig": "open_r1_ext.rlaif.trainer",
+    "TeacherConfig": "open_r1_ext.rlaif.config",
+    "RLAIFConfig": "open_r1_ext.rlaif.config",
     "RLAIFGRPOTrainer": "open_r1_ext.rlaif.trainer",
 }
 

@@ -38,10 +38,10 @@ class LaunchProtocol(Protocol):
 # name -> ("module:ConfigClass", "module:TrainerClass")
 TRAINERS: dict[str, tuple[str, str]] = {
     "grpo": ("trl:GRPOConfig", "trl:GRPOTrainer"),
-    "rlaif": ("open_r1_ext.rlaif.trainer:RLAIFConfig", "open_r1_ext.rlaif.trainer:RLAIFGRPOTrainer"),
-    "char_grpo": ("open_r1_ext.char_rl.trainer:CharGRPOConfig", "open_r1_ext.char_rl.trainer:CharGRPOTrainer"),
+    "rlaif": ("open_r1_ext.rlaif.config:RLAIFConfig", "open_r1_ext.rlaif.trainer:RLAIFGRPOTrainer"),
+    "char_grpo": ("open_r1_ext.char_rl.config:CharGRPOConfig", "open_r1_ext.char_rl.trainer:CharGRPOTrainer"),
     "compression": (
-        "open_r1_ext.compression.trainer:CompressionConfig",
+        "open_r1_ext.compression.config:CompressionConfig",
         "open_r1_ext.compression.trainer:CompressionTrainer",
     ),
     "token_adaptive": (

@@ -25,17 +25,17 @@ def server(api_key):
 
 @pytest.fixture
 def make_teacher(server, tmp_path):
-    """`make_teacher(**overrides)`: a teacher on the fake server with fast retries and a cache in `tmp_path`."""
+    """`make_teacher(**overrides)` (`teacher_*` settings): a teacher on the fake server with fast retries and a cache in `tmp_path`."""
     made = []
 
     def make(**overrides):
         cfg = dict(
-            base_url=server.url,
-            cache_path=str(tmp_path / "scores.sqlite"),
-            timeout_s=0.5,
-            max_retries=3,
-            backoff_base_s=0.01,
-            backoff_max_s=0.02,
+            teacher_base_url=server.url,
+            teacher_cache_path=str(tmp_path / "scores.sqlite"),
+            teacher_timeout_s=0.5,
+            teacher_max_retries=3,
+            teacher_backoff_base_s=0.01,
+            teacher_backoff_max_s=0.02,
         )
         cfg.update(overrides)
         t = AnthropicTeacher(TeacherConfig(**cfg))

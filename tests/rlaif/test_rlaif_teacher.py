@@ -97,7 +97,7 @@ def test_group_batching_makes_one_call_per_prompt(make_teacher, server):
 
 
 def test_without_batching_one_call_per_completion(make_teacher, server):
-    teacher = make_teacher(batch_group_scoring=False)
+    teacher = make_teacher(teacher_batch_group_scoring=False)
     teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
     assert server.request_count == 2 and all(len(r["codes"]) == 1 for r in server.requests)
 
@@ -113,7 +113,7 @@ def test_filtered_samples_never_reach_the_server(make_teacher, server):
 
 
 def test_threshold_zero_sends_everything(make_teacher, server):
-    teacher = make_teacher(heuristic_score_threshold=0.0)
+    teacher = make_teacher(teacher_heuristic_score_threshold=0.0)
     teacher.score_sync([PROMPT] * len(JUNK), JUNK)
     assert len(server.scored_codes) == len(JUNK)
 
@@ -128,13 +128,14 @@ def test_cache_hits_on_repeat_and_after_restart(make_teacher, server, tmp_path):
     restarted = make_teacher()  # a new process would build exactly this: same sqlite file
     assert restarted.score_sync([PROMPT, PROMPT], [PY_GOOD2, PY_GOOD]) == s1[::-1]
     assert server.request_count == 1 and restarted.stats.local_cache_hits == 2
-    other_rubric = make_teacher(rubric=DEFAULT_RUBRIC + "\nBe strict.")  # a different rubric never reuses scores
+    # a different rubric never reuses scores
+    other_rubric = make_teacher(teacher_rubric=DEFAULT_RUBRIC + "\nBe strict.")
     other_rubric.score_sync([PROMPT], [PY_GOOD])
     assert server.request_count == 2
 
 
 def test_cache_ttl_expires(make_teacher, server):
-    teacher = make_teacher(cache_ttl_s=0.05)
+    teacher = make_teacher(teacher_cache_ttl_s=0.05)
     teacher.score_sync([PROMPT], [PY_GOOD])
     time.sleep(0.1)
     teacher.score_sync([PROMPT], [PY_GOOD])
@@ -164,11 +165,11 @@ def test_truncation_and_rubric_placement(make_teacher):
     assert req["system"][0]["text"] == DEFAULT_RUBRIC
     assert req["system"][0]["cache_control"] == {"type": "ephemeral"}
     plain = make_teacher(
-        truncate_prompt_for_scoring=False, move_rubric_to_system_prompt=False, use_prompt_caching=False
+        teacher_truncate_prompt=False, teacher_rubric_in_system_prompt=False, teacher_use_prompt_caching=False
     ).build_request(PROMPT, "python", [PY_GOOD])
     assert PROMPT in plain["messages"][0]["content"] and DEFAULT_RUBRIC in plain["messages"][0]["content"]
-    with pytest.raises(ValueError, match="use_prompt_caching=True is invalid"):
-        TeacherConfig(move_rubric_to_system_prompt=False, use_prompt_caching=True)
+    with pytest.raises(ValueError, match="teacher_use_prompt_caching=True is invalid"):
+        TeacherConfig(teacher_rubric_in_system_prompt=False, teacher_use_prompt_caching=True)
 
 
 def test_prompt_caching_billing(make_teacher, server):
@@ -187,7 +188,7 @@ def test_prompt_caching_billing(make_teacher, server):
 
 def test_short_rubric_is_not_cached_and_warns(make_teacher, server, caplog):
     with caplog.at_level(logging.WARNING, logger="open_r1_ext.rlaif.teacher"):
-        teacher = make_teacher(rubric="Grade the code from 0 to 1.")
+        teacher = make_teacher(teacher_rubric="Grade the code from 0 to 1.")
     assert "below the 1024-token minimum" in caplog.text
     teacher.score_sync([PROMPT], [PY_GOOD])
     teacher.score_sync([PROMPT], [PY_GOOD2])
@@ -208,7 +209,7 @@ def test_each_fault_is_retried(make_teacher, server, fault):
 
 @pytest.mark.parametrize("fault", ["429", "529", "slow", "drop", "malformed_json", "wrong_count"])
 def test_exhausted_retries_give_none_and_count_failures(make_teacher, server, fault):
-    teacher = make_teacher(max_retries=2)
+    teacher = make_teacher(teacher_max_retries=2)
     server.inject(*[fault] * 3)
     scores = teacher.score_sync([PROMPT] * 3, [PY_GOOD, PY_GOOD2, "x"])
     assert scores[:2] == [None, None] and scores[2] == 0.0  # the filtered one keeps its heuristic score
@@ -229,11 +230,11 @@ def test_concurrency_is_limited(api_key, tmp_path):
         srv.inject(*["slow"] * 6)
         teacher = AnthropicTeacher(
             TeacherConfig(
-                base_url=srv.url,
-                cache_path=str(tmp_path / "c.sqlite"),
-                max_concurrency=2,
-                timeout_s=5.0,
-                max_retries=0,
+                teacher_base_url=srv.url,
+                teacher_cache_path=str(tmp_path / "c.sqlite"),
+                teacher_max_concurrency=2,
+                teacher_timeout_s=5.0,
+                teacher_max_retries=0,
             )
         )
         prompts = [f"Write function number {i}." for i in range(6)]
@@ -243,7 +244,9 @@ def test_concurrency_is_limited(api_key, tmp_path):
 
 def test_auth_error_is_not_retried_but_raised(api_key, tmp_path):
     with FakeMessagesServer(api_key="another-key") as srv:
-        teacher = AnthropicTeacher(TeacherConfig(base_url=srv.url, cache_path=str(tmp_path / "c.sqlite")))
+        teacher = AnthropicTeacher(
+            TeacherConfig(teacher_base_url=srv.url, teacher_cache_path=str(tmp_path / "c.sqlite"))
+        )
         with pytest.raises(TeacherAuthError, match="rejected the key") as err:
             teacher.score_sync([PROMPT], [PY_GOOD])
         assert api_key not in str(err.value) and srv.request_count == 1
@@ -316,6 +319,6 @@ def test_chat_format_and_language_column(make_teacher, server):
 
 
 def test_reward_threshold_turns_low_scores_into_none(make_teacher, server):
-    teacher = make_teacher(reward_threshold=1.0)  # every fake score is below 1.0 except exact 1.0
+    teacher = make_teacher(teacher_reward_threshold=1.0)  # every fake score is below 1.0 except exact 1.0
     scores = teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
     assert scores == [None, None] and teacher.stats.below_reward_threshold == 2

@@ -1,6 +1,6 @@
 """RLAIFGRPOTrainer on a tiny char-level Llama with LoRA, the teacher on the loopback fake Messages API."""
 
-import json
+import dataclasses
 
 import pytest
 import torch
@@ -8,6 +8,7 @@ from datasets import Dataset
 from peft import LoraConfig
 
 from open_r1_ext.core.tiny import char_tokenizer, micro_llama
+from open_r1_ext.rlaif.config import TeacherConfig
 from open_r1_ext.rlaif.trainer import AdaptiveKLController, RLAIFConfig, RLAIFGRPOTrainer, teacher_reward
 from open_r1_ext.trainers import get_trainer_classes
 
@@ -35,7 +36,7 @@ def make_args(tmp_path, server, **kw):
         beta=0.04,
         teacher_base_url=server.url,
         teacher_cache_path=str(tmp_path / "scores.sqlite"),
-        heuristic_score_threshold=0.0,  # junk reaches the server
+        teacher_heuristic_score_threshold=0.0,  # junk reaches the server
         teacher_timeout_s=5.0,
         teacher_backoff_base_s=0.01,
         dataloader_num_workers=0,
@@ -62,18 +63,18 @@ def test_registered_and_defaults():
     config_cls, trainer_cls = get_trainer_classes("rlaif")
     assert (config_cls, trainer_cls) == (RLAIFConfig, RLAIFGRPOTrainer)
     args = RLAIFConfig(output_dir="x", use_cpu=True, report_to="none")
-    assert (args.temperature, args.num_generations, args.reward_threshold) == (0.85, 4, 0.0)
-    assert args.heuristic_score_threshold == 0.3 and args.prompt_context_chars == 200
+    assert (args.temperature, args.num_generations, args.teacher_reward_threshold) == (0.85, 4, 0.0)
+    assert args.teacher_heuristic_score_threshold == 0.3 and args.teacher_prompt_context_chars == 200
     assert not args.use_frozen_reference_for_kl
 
 
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"reward_threshold": 1.5}, "reward_threshold must be in \\[0, 1\\], got 1.5"),
+        ({"teacher_reward_threshold": 1.5}, "teacher_reward_threshold=1.5 is invalid: must be in \\[0, 1\\]"),
         ({"adaptive_kl": True, "beta": 0.0}, "adaptive_kl needs beta > 0"),
-        ({"heuristic_score_threshold": -0.2}, "heuristic_score_threshold=-0.2"),
-        ({"teacher_max_retries": -1}, "max_retries=-1"),
+        ({"teacher_heuristic_score_threshold": -0.2}, "teacher_heuristic_score_threshold=-0.2"),
+        ({"teacher_max_retries": -1}, "teacher_max_retries=-1"),
         ({"teacher_rubric_file": "/no/such/rubric.txt"}, "/no/such/rubric.txt"),
         ({"teacher_api_key_env": "sk-ant-123"}, "name of an environment variable"),
     ],
@@ -81,7 +82,7 @@ def test_registered_and_defaults():
 def test_config_validation_quotes_bad_values(kw, match):
     with pytest.raises(ValueError, match=match) as err:
         RLAIFConfig(output_dir="x", use_cpu=True, report_to="none", **kw)
-    assert "sk-ant-123" not in str(err.value)  # a key pasted into api_key_env is never echoed
+    assert "sk-ant-123" not in str(err.value)  # a key pasted into teacher_api_key_env is never echoed
 
 
 def test_adaptive_kl_controller():
@@ -121,11 +122,11 @@ def test_lora_training_changes_only_adapters_and_logs_teacher_metrics(tmp_path, 
 def test_resume_restores_teacher_counters_and_key_not_in_checkpoint(tmp_path, server, api_key):
     # No score cache here: the resumed run regenerates the same completions, which would all be cache hits.
     trainer = make_trainer(
-        tmp_path, server, save_strategy="steps", save_steps=1, adaptive_kl=True, use_teacher_cache=False
+        tmp_path, server, save_strategy="steps", save_steps=1, adaptive_kl=True, teacher_use_cache=False
     )
     trainer.train()
     ckpt = tmp_path / "out" / "checkpoint-1"
-    saved = json.loads((ckpt / "rlaif_state_rank0.json").read_text())
+    saved = torch.load(ckpt / "open_r1_ext_rlaif_rank0.pt", weights_only=True)["state"]  # core.checkpoint's file
     assert 0 < saved["teacher"]["stats"]["calls"] < trainer.teacher.stats.calls
     assert saved["kl_controller"]["beta"] == saved["beta"] != 0.04  # the controller moved beta
     for f in (tmp_path / "out").rglob("*"):
@@ -133,7 +134,7 @@ def test_resume_restores_teacher_counters_and_key_not_in_checkpoint(tmp_path, se
             assert api_key.encode() not in f.read_bytes(), f
 
     resumed = make_trainer(
-        tmp_path, server, save_strategy="steps", save_steps=1, adaptive_kl=True, use_teacher_cache=False
+        tmp_path, server, save_strategy="steps", save_steps=1, adaptive_kl=True, teacher_use_cache=False
     )
     assert resumed.teacher.stats.calls == 0
     sent_before = server.request_count
@@ -151,3 +152,41 @@ def test_frozen_reference_copy(tmp_path, server, api_key):
     assert not any("lora_" in n for n, _ in trainer.ref_model.named_parameters())
     trainer.train()
     assert "kl" in {k for h in trainer.state.log_history for k in h}
+
+
+def test_adaptive_kl_moves_beta_once_per_optimizer_step(tmp_path, server, api_key):
+    """With gradient accumulation, beta moves once per optimizer step (as TRL's adaptive entropy), not per micro-batch."""
+    trainer = make_trainer(tmp_path, server, adaptive_kl=True, gradient_accumulation_steps=2, max_steps=2)
+    updates = []
+    update = trainer.kl_controller.update
+
+    def counting_update(kl):
+        updates.append(kl)
+        return update(kl)
+
+    trainer.kl_controller.update = counting_update
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert len(updates) == trainer.state.global_step  # one controller update per optimizer step
+    assert trainer.beta == trainer.kl_controller.beta != 0.04
+
+
+def test_teacher_settings_declared_once():
+    """`RLAIFConfig` inherits every teacher setting from `TeacherConfig`: one declaration, one `teacher_` prefix."""
+    teacher_fields = {f.name: f for f in dataclasses.fields(TeacherConfig)}
+    assert issubclass(RLAIFConfig, TeacherConfig)
+    for name, f in teacher_fields.items():
+        assert name.startswith("teacher_") and f.metadata.get("help"), name
+    own = {f.name for f in dataclasses.fields(RLAIFConfig)} - set(teacher_fields)
+    assert not {n for n in own if n.startswith("teacher")}  # no second, hand-mapped copy
+    args = RLAIFConfig("out", use_cpu=True, report_to="none", seed=7)  # positional output_dir, as GRPOConfig
+    assert args.output_dir == "out" and args.teacher_seed == 7  # the jitter seed follows the training seed
+    copy = TeacherConfig.of(args)
+    assert type(copy) is TeacherConfig and copy.teacher_model == "claude-sonnet-4-5" == args.teacher_model
+
+
+def test_model_card_names_rlaif_and_its_paper(tmp_path, server, api_key):
+    trainer = make_trainer(tmp_path, server)
+    trainer.create_model_card(model_name="student")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "RLAIF" in card and "2309.00267" in card and "2402.03300" not in card  # not GRPO's DeepSeekMath paper

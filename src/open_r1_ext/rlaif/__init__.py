@@ -1,30 +1,34 @@
 """Teacher-scored RLAIF (seed 003): a Claude teacher grades student code; GRPO trains a LoRA student on the grades.
 
-- `teacher.AnthropicTeacher`: the teacher, an async TRL reward function with caching, truncation, prompt caching,
-  a heuristic pre-filter, group batching, retries and token accounting.
-- `trainer.RLAIFConfig` / `trainer.RLAIFGRPOTrainer`: `trainer_type: rlaif`.
+- `config.TeacherConfig`: the teacher's settings, all `teacher_*`, declared once; `config.RLAIFConfig` inherits them.
+- `teacher.AnthropicTeacher`: the teacher, an async TRL reward function; it routes samples through the heuristic
+  pre-filter (`heuristics`), the SQLite score cache (`cache`) and group batching, and builds its requests with
+  `prompts`, sends them with `client.TeacherClient` (retries, backoff, the API key), reads the replies with
+  `replies` and counts tokens and faults in `stats.TeacherStats`.
+- `trainer.RLAIFGRPOTrainer`: `trainer_type: rlaif`.
 - `fake_server.FakeMessagesServer`: a loopback Messages API for tests and `launch/bench_rlaif_tokens.py`.
 
-The trainer names are imported lazily so that the teacher and the fake server load without TRL.
+Every name is imported lazily: the fake server loads without TRL (the configs, and so the teacher, need it).
 """
 
-from .teacher import AnthropicTeacher, MissingAPIKeyError, TeacherAuthError, TeacherConfig, TeacherStats
+import importlib
 
 
-__all__ = [
-    "AnthropicTeacher",
-    "MissingAPIKeyError",
-    "RLAIFConfig",
-    "RLAIFGRPOTrainer",
-    "TeacherAuthError",
-    "TeacherConfig",
-    "TeacherStats",
-]
+# public name -> submodule that defines it
+_LAZY = {
+    "AnthropicTeacher": "teacher",
+    "MissingAPIKeyError": "client",
+    "RLAIFConfig": "config",
+    "RLAIFGRPOTrainer": "trainer",
+    "TeacherAuthError": "client",
+    "TeacherConfig": "config",
+    "TeacherStats": "stats",
+}
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):
-    if name in ("RLAIFConfig", "RLAIFGRPOTrainer"):
-        from . import trainer
-
-        return getattr(trainer, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

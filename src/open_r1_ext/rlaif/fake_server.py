@@ -4,12 +4,12 @@ A real HTTP server on 127.0.0.1 (random port, in a daemon thread) that answers `
 Messages API response, so the real `anthropic` SDK can be pointed at it with `base_url=server.url`:
 
 - **Scoring**: the user message's `<candidate index="k">...</candidate>` blocks (the format
-  `AnthropicTeacher.build_request` writes) each get a deterministic score (`fake_score` by default, or `score_fn`);
+  `prompts.build_request` writes) each get a deterministic score (`fake_score` by default, or `score_fn`);
   the reply text is the JSON list of scores.
 - **Usage** is computed from the request with a simple deterministic token count (`ceil(chars / 4)` per text
   block, plus 4 tokens per message) and prompt-caching semantics: the prefix up to the last block marked
   `cache_control` (system blocks first, then message blocks) is cached only when it is at least the model's
-  minimum cacheable length (`teacher.min_cacheable_tokens`); the first request bills it as
+  minimum cacheable length (`prompts.min_cacheable_tokens`); the first request bills it as
   `cache_creation_input_tokens`, later ones within the TTL (refreshed on each hit, 5 minutes by default) as
   `cache_read_input_tokens`; everything after the breakpoint is `input_tokens`.
 - **Faults on demand**: `inject("429", "500", ...)` queues faults consumed one per request; `fault_rate` draws them
@@ -35,7 +35,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .teacher import min_cacheable_tokens
+from .prompts import min_cacheable_tokens
 
 
 FAULT_KINDS = ("429", "500", "529", "slow", "malformed_json", "bad_scores", "wrong_count", "drop")
@@ -51,6 +51,18 @@ def fake_score(code: str, language: str = "") -> float:
     """A deterministic score in [0.05, 1.0] from the code's hash (two decimals)."""
     h = int(hashlib.sha256(f"{language}\n{code}".encode()).hexdigest()[:8], 16)
     return round(0.05 + 0.95 * (h % 1000) / 999, 2)
+
+
+# fault -> (HTTP status, error type, message) for the faults answered with an error status
+_HTTP_FAULTS = {
+    "429": (429, "rate_limit_error", "slow down"),
+    "500": (500, "api_error", "internal"),
+    "529": (529, "overloaded_error", "busy"),
+}
+
+
+def _error(kind: str, message: str) -> dict:
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def _blocks(content) -> list[dict]:
@@ -102,13 +114,6 @@ class FakeMessagesServer:
                 raise ValueError(f"Unknown fault {f!r}; known: {list(FAULT_KINDS)}")
         with self._lock:
             self._faults.extend(faults)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._faults.clear()
-            self._prompt_cache.clear()
-            self.requests.clear()
-            self.max_in_flight = 0
 
     @property
     def request_count(self) -> int:
@@ -206,7 +211,7 @@ class FakeMessagesServer:
         length = int(h.headers.get("content-length") or 0)
         raw = h.rfile.read(length) if length else b""
         if h.path.split("?")[0] != "/v1/messages":
-            return self._send(h, 404, {"type": "error", "error": {"type": "not_found_error", "message": h.path}})
+            return self._send(h, 404, _error("not_found_error", h.path))
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -220,7 +225,7 @@ class FakeMessagesServer:
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
-            return self._send(h, 400, {"type": "error", "error": {"type": "invalid_request_error", "message": "json"}})
+            return self._send(h, 400, _error("invalid_request_error", "json"))
         user = "\n".join(b.get("text", "") for m in body.get("messages", []) for b in _blocks(m.get("content")))
         codes = [c for _, c in sorted(_CANDIDATE_RE.findall(user), key=lambda t: int(t[0]))]
         lang_m = _LANGUAGE_RE.search(user)
@@ -230,9 +235,7 @@ class FakeMessagesServer:
         sent_key = h.headers.get("x-api-key") or (h.headers.get("authorization") or "").removeprefix("Bearer ")
         if self.api_key is not None and sent_key != self.api_key:
             record["fault"] = "auth"
-            return self._send(
-                h, 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
-            )
+            return self._send(h, 401, _error("authentication_error", "invalid x-api-key"))
         fault = record["fault"] = self._next_fault()
         if fault == "drop":
             h.close_connection = True
@@ -241,21 +244,22 @@ class FakeMessagesServer:
             except OSError:
                 pass
             return None
-        if fault == "429":
+        if fault in _HTTP_FAULTS:
+            status, kind, message = _HTTP_FAULTS[fault]
             return self._send(
-                h,
-                429,
-                {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}},
-                {"retry-after": self.retry_after},
+                h, status, _error(kind, message), {"retry-after": self.retry_after} if status == 429 else None
             )
-        if fault == "500":
-            return self._send(h, 500, {"type": "error", "error": {"type": "api_error", "message": "internal"}})
-        if fault == "529":
-            return self._send(h, 529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
         if fault == "slow":
             time.sleep(self.slow_s)
+        msg = self._message(body, codes, lang_m.group(1) if lang_m else "", fault, record)
+        if fault == "malformed_json":
+            text = msg["content"][0]["text"]
+            return self._send_raw(h, 200, json.dumps(msg)[: -len(text) - 40].encode(), "application/json")
+        return self._send(h, 200, msg)
+
+    def _message(self, body: dict, codes: list[str], language: str, fault: str | None, record: dict) -> dict:
+        """The Messages API reply scoring `codes` (its text spoiled for the `bad_scores` and `wrong_count` faults)."""
         usage = self.compute_usage(body)
-        language = lang_m.group(1) if lang_m else ""
         scores = [self.score_fn(c, language) for c in codes]
         if fault == "bad_scores":
             text = "These candidates look reasonable overall; I would rate them fairly well."
@@ -265,7 +269,7 @@ class FakeMessagesServer:
             text = json.dumps(scores)
         usage["output_tokens"] = count_tokens(text, self.chars_per_token)
         record["usage"] = usage
-        msg = {
+        return {
             "id": f"msg_fake_{len(self.requests):06d}",
             "type": "message",
             "role": "assistant",
@@ -275,9 +279,6 @@ class FakeMessagesServer:
             "stop_sequence": None,
             "usage": usage,
         }
-        if fault == "malformed_json":
-            return self._send_raw(h, 200, json.dumps(msg)[: -len(text) - 40].encode(), "application/json")
-        return self._send(h, 200, msg)
 
     def _send(self, h, status: int, payload: dict, headers: dict | None = None) -> None:
         self._send_raw(h, status, json.dumps(payload).encode(), "application/json", headers)

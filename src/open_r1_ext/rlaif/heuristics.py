@@ -4,7 +4,7 @@ The seed's filter (length, balanced brackets, "has a function", "has docs") let 
 through, because Python barely uses brackets. Here Python is parsed with `ast`, brackets are counted outside
 strings and comments for the brace languages, and prose, stubs and one-liners without a function lose the
 structure credit, so the junk a small policy really emits (syntax errors, truncations, chat instead of code,
-repeated tokens) lands below `heuristic_score_threshold` and never costs a teacher call.
+repeated tokens) lands below `teacher_heuristic_score_threshold` and never costs a teacher call.
 
 All functions are pure and fast (microseconds to a millisecond per completion).
 """

@@ -2,7 +2,7 @@
 
 It is written as a real user would write one (several weighted criteria, score anchors, per-language notes and a
 strict output format), and it is deliberately long: prompt caching only applies to a prefix of at least the
-model's minimum cacheable length (see `open_r1_ext.rlaif.teacher.min_cacheable_tokens`), about 1,024 tokens for
+model's minimum cacheable length (see `open_r1_ext.rlaif.prompts.min_cacheable_tokens`), about 1,024 tokens for
 Sonnet, so a short rubric would be billed in full on every call however it is marked. This text is about 6,000
 characters (roughly 1,300-1,500 tokens). Pass your own with `teacher_rubric` / `teacher_rubric_file`; the teacher warns
 when a rubric is too short to be cached by the configured model.
