@@ -6,19 +6,12 @@ from tiny_helpers import TINY_TRAINING, tiny_args, fresh_model
 from transformers import LlamaForCausalLM
 
 
-# What every trainer test sets: a couple of steps on the CPU, no saving, no reporting, no worker processes.
-TINY_TRAINING = dict(
-    per_device_train_batch_size=8,
-    num_generations=4,
-    max_completion_length=8,
-    max_steps=2,
-    logging_steps=1,
-    use_cpu=True,
-    bf16=False,
-    report_to="none",
-    save_strategy="no",
-    dataloader_num_workers=0,
+# What every trainer test sets: the CPU, no saving, no reporting, no worker processes, a log line per step.
+CPU_RUN = dict(
+    use_cpu=True, bf16=False, report_to="none", save_strategy="no", dataloader_num_workers=0, logging_steps=1
 )
+# ... and for the GRPO-family trainers, a couple of steps of small groups of short completions.
+TINY_TRAINING = dict(**CPU_RUN, per_device_train_batch_size=8, num_generations=4, max_completion_length=8, max_steps=2)
 
 
 def tiny_args(config_cls, tmp_path, **overrides):

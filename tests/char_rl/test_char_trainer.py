@@ -11,6 +11,7 @@ from transformers import Trainer
 from open_r1_ext.char_rl.data import CharCorpus
 from open_r1_ext.char_rl.trainer import STATE_NAME, CharGRPOConfig, CharGRPOTrainer, corpus_datasets
 from open_r1_ext.core.checkpoint import load_extra_state
+from tiny_helpers import CPU_RUN
 
 
 def _args(tmp_path, **kw):
@@ -21,16 +22,13 @@ def _args(tmp_path, **kw):
         per_device_train_batch_size=8,
         learning_rate=3e-3,
         max_steps=150,
-        logging_steps=50,
-        save_strategy="no",
         eval_strategy="no",
         eval_batches=4,
         sample_chars=20,
-        use_cpu=True,
-        report_to="none",
         disable_tqdm=True,
         seed=0,
     )
+    base = {**CPU_RUN, **base, "logging_steps": 50}
     base.update(kw)
     return CharGRPOConfig(**base)
 

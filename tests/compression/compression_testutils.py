@@ -1,5 +1,8 @@
 """Shared test inputs: a tiny corpus and the tiny training config."""
 
+from tiny_helpers import CPU_RUN
+
+
 TEXT = (
     "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
     "The slings and arrows of outrageous fortune,\nOr to take arms against a sea of troubles\n"
@@ -26,12 +29,9 @@ def tiny_args(tmp_path, data_dir, **kw):
         learning_rate=3e-3,
         policy_learning_rate=3e-3,
         warmup_steps=0,
-        logging_steps=1,
-        save_strategy="no",
-        use_cpu=True,
-        report_to="none",
         disable_tqdm=True,
         seed=0,
+        **CPU_RUN,
     )
     base.update(kw)
     return CompressionConfig(**base)

@@ -11,6 +11,7 @@ from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.rlaif.config import TeacherConfig
 from open_r1_ext.rlaif.trainer import AdaptiveKLController, RLAIFConfig, RLAIFGRPOTrainer, teacher_reward
 from open_r1_ext.trainers import get_trainer_classes
+from tiny_helpers import CPU_RUN
 
 
 PROMPTS = ["def add(a, b):\n", "def mul(a, b):\n", "int sub(int a) {\n", "fn neg(a: i64) -> i64 {\n"]
@@ -22,16 +23,13 @@ def tiny_model(tok):
 
 def make_args(tmp_path, server, **kw):
     base = dict(
+        **CPU_RUN,
         output_dir=str(tmp_path / "out"),
         max_steps=2,
         per_device_train_batch_size=4,
         num_generations=4,
         max_completion_length=12,
         learning_rate=1e-2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
         seed=0,
         beta=0.04,
         teacher_base_url=server.url,
@@ -39,7 +37,6 @@ def make_args(tmp_path, server, **kw):
         teacher_heuristic_score_threshold=0.0,  # junk reaches the server
         teacher_timeout_s=5.0,
         teacher_backoff_base_s=0.01,
-        dataloader_num_workers=0,
     )
     base.update(kw)
     return RLAIFConfig(**base)
