@@ -52,7 +52,7 @@ def _prompts(num_prompts, G):
 
 def _kw(**over):
     kw = dict(temperature=1.0, max_completion_length=10, first_rollout_fraction=0.5, max_resamples_per_prefix=3)
-    kw.update(adaptive_temperature_scale=1.2, keep_failed_rollouts=False)
+    kw.update(adaptive_temperature_scale=1.2, keep_base=False)
     kw.update(over)
     return kw
 
@@ -129,13 +129,23 @@ def test_uneven_failures_round_robin():
     assert sorted(c.attempt for c in comps) == [1, 1, 1, 2, 2, 2]
 
 
-def test_keep_failed_rollouts_trains_on_them_too():
+def test_kept_base_trajectories_train_too_and_share_their_prefix():
     be = FakeBackend(fail_at={0: 4})
-    comps, stats = assemble_groups(_prompts(1, 8), 8, be, **_kw(keep_failed_rollouts=True))
+    comps, stats = assemble_groups(_prompts(1, 8), 8, be, **_kw(keep_base=True))
     assert len(comps) == 8
     firsts = [c for c in comps if c.attempt == 0]
     assert len(firsts) == 4 and stats.resamples == 4
     assert {c.prefix_id for c in comps} == {0, 1, 2, 3}
+    # each base trajectory shares its first 4 tokens with its continuation: both carry prefix_length 4
+    assert all(c.prefix_length == 4 for c in comps)
+    assert stats.branch_fractions == [0.8] * 4  # branch point 4 of the 5 tokens the fake backend returned
+
+
+def test_a_branch_without_siblings_shares_nothing():
+    """A kept base whose continuations found no room is a leaf of its own: prefix_length 0 (credited as GRPO)."""
+    be = FakeBackend(fail_at={0: 4})
+    comps, stats = assemble_groups(_prompts(1, 4), 4, be, **_kw(keep_base=True, first_rollout_fraction=1.0))
+    assert stats.resamples == 0 and [c.prefix_length for c in comps] == [0, 0, 0, 0]
 
 
 def test_prefix_ids_are_global_rows_and_groups_may_straddle_processes():

@@ -51,12 +51,14 @@ def common(tmp_path, **over):
 
 
 def forced(tmp_path, **over):
-    """Thresholds that fire at every position: each first rollout is cut at `min_prefix_length` (EOS is suppressed
-    so that no rollout of the random model ends before it)."""
+    """The seed's absolute rule with thresholds that fire at every position: each first rollout is cut at
+    `min_prefix_length` and only its prefix trains (EOS is suppressed so no rollout of the random model ends before
+    it); continuations at 1.2x, sequence-level advantages (the shipped trainer's behaviour before tree credit)."""
     gen = {"suppress_tokens": [char_tokenizer().eos_token_id]}
-    return TokenAdaptiveConfig(
-        **common(tmp_path, entropy_threshold=0.0, min_prefix_length=2, generation_kwargs=gen, **over)
-    )
+    kw = dict(entropy_threshold=0.0, min_prefix_length=2, generation_kwargs=gen, branch_rule="absolute")
+    kw.update(keep_failed_rollouts=False, adaptive_temperature_scale=1.2, first_rollout_fraction=0.5)
+    kw.update(tree_advantages=False)
+    return TokenAdaptiveConfig(**common(tmp_path, **{**kw, **over}))
 
 
 def test_registry_and_config_validation(tmp_path):
@@ -64,7 +66,12 @@ def test_registry_and_config_validation(tmp_path):
     assert config_cls is TokenAdaptiveConfig and trainer_cls is TokenAdaptiveGRPOTrainer
     cfg = TokenAdaptiveConfig(**common(tmp_path, max_completion_length=32))
     assert (cfg.uncertainty_threshold, cfg.entropy_threshold, cfg.min_prefix_length) == (0.7, 2.0, 15)
-    assert (cfg.max_resamples_per_prefix, cfg.adaptive_temperature_scale, cfg.use_token_adaptive) == (3, 1.2, True)
+    assert (cfg.max_resamples_per_prefix, cfg.use_token_adaptive) == (3, True)
+    # on-policy continuations, relative branch points, tree credit, base trajectories kept when generated anyway
+    assert (cfg.adaptive_temperature_scale, cfg.branch_rule, cfg.tree_advantages) == (1.0, "relative", True)
+    assert cfg.keep_failed_rollouts is None and cfg.keeps_base(use_vllm=False) and cfg.keeps_base(use_vllm=True)
+    absolute = TokenAdaptiveConfig(**common(tmp_path, max_completion_length=32, branch_rule="absolute"))
+    assert not absolute.keeps_base(use_vllm=False) and absolute.keeps_base(use_vllm=True)
     bad = {
         "uncertainty_threshold": 1.5,
         "entropy_threshold": -1.0,
@@ -73,13 +80,16 @@ def test_registry_and_config_validation(tmp_path):
         "adaptive_temperature_scale": 0.0,
         "first_rollout_fraction": 0.0,
         "vllm_logprobs_top_k": 0,
+        "branch_rule": "random",
+        "branch_min_fraction": 0.9,
+        "importance_ratio_cap": 0.5,
     }
     for name, value in bad.items():
         with pytest.raises(ValueError, match=name) as err:
             TokenAdaptiveConfig(**common(tmp_path, **{"min_prefix_length": 2, name: value}))
         assert repr(value) in str(err.value)
     with pytest.raises(ValueError, match="min_prefix_length"):
-        TokenAdaptiveConfig(**common(tmp_path, min_prefix_length=8))
+        TokenAdaptiveConfig(**common(tmp_path, min_prefix_length=8, branch_rule="absolute"))
 
 
 def test_overridden_hooks_keep_their_signatures():
@@ -161,7 +171,8 @@ def test_loss_sees_the_resampled_completions_not_the_originals(tmp_path, tok, mo
     # old log-probs were computed on these completions (same weights at the first micro-batch)
     mask = batch["completion_mask"].bool()
     assert torch.allclose(batch["old_per_token_logps"][mask], logps_now[mask], atol=1e-5)
-    assert batch["advantages"].shape == (8,)
+    # the continuations were sampled at 1.2x: per-token advantages carry their importance weights
+    assert batch["advantages"].shape == (8, 8)
 
     logged = trainer.state.log_history[0]
     for key in (
@@ -222,7 +233,7 @@ def test_resume_keeps_the_counters(tmp_path, tok, model_state, dataset):
     first.train()
     ckpt = tmp_path / "checkpoint-2"
     saved = torch.load(ckpt / STATE_FILE, weights_only=True)["state"]
-    assert saved == first.adaptive_counters
+    assert saved == {**first.adaptive_counters, "branch_histogram": first.branch_histogram}
     per_step = 4 + 8  # 2 groups x (2 cut first rollouts + 4 resamples)
     assert saved["total_rollouts"] == 2 * per_step and saved["total_truncated"] == 4 * 2
 

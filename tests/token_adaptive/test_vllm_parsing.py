@@ -118,6 +118,7 @@ def _trainer(vg):
     args = SimpleNamespace(
         vllm_logprobs_top_k=5, uncertainty_threshold=0.7, entropy_threshold=2.0, min_prefix_length=2
     )
+    args.branch_rule, args.branch_min_fraction, args.branch_max_fraction = "absolute", 0.2, 0.8
     accel = SimpleNamespace(num_processes=1, process_index=0)
     return SimpleNamespace(
         vllm_generation=vg,

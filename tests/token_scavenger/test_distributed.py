@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from open_r1_ext.token_scavenger.estimators import get_estimator
+from open_r1_ext.core.advantages import get_estimator
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ import pytest
 import torch
 from datasets import Dataset
 
+from open_r1_ext.core.advantages import get_estimator
 from open_r1_ext.token_scavenger import TokenScavengerConfig, TokenScavengerGRPOTrainer
-from open_r1_ext.token_scavenger.estimators import get_estimator
 from open_r1_ext.trainers import get_trainer_classes
 from tiny_helpers import fresh_model, tiny_args
 
@@ -169,8 +169,11 @@ def test_token_adaptive_and_two_level_together(tmp_path, tok, model_state, datas
         tmp_path,
         max_steps=2,
         use_token_adaptive=True,
+        branch_rule="absolute",  # the seed's rule, thresholds that fire at every position: two rollouts a prefix
         entropy_threshold=0.0,
         min_prefix_length=2,
+        keep_failed_rollouts=False,
+        first_rollout_fraction=0.5,
         generation_kwargs=gen,
         grouping_key="prefix",
     )

@@ -17,7 +17,15 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
 from .sampling import Sampled
-from .uncertainty import NO_FAILURE, PerRowMaxNewTokens, UncertaintyMonitor, find_failure_points, topk_uncertainty
+from .uncertainty import (
+    NO_FAILURE,
+    PerRowMaxNewTokens,
+    SampledLogRatio,
+    UncertaintyMonitor,
+    find_branch_points,
+    find_failure_points,
+    topk_uncertainty,
+)
 
 
 def _global_max(accelerator, n: int) -> int:
@@ -70,37 +78,38 @@ class TransformersBackend:
         t, args = self.trainer, self.trainer.args
         monitor = None
         if detect:
+            # relative branch points need the whole entropy profile: the rollout runs to its end
+            stop = args.branch_rule == "absolute" and not args.keeps_base(use_vllm=False)
             monitor = UncertaintyMonitor(
                 t.temperature,
                 args.uncertainty_threshold,
                 args.entropy_threshold,
                 args.min_prefix_length,
-                stop_on_failure=not args.keep_failed_rollouts,
+                stop_on_failure=stop,
                 eos_token_ids=list(t.eos_token_ids),
             )
-        ids, lengths = self._generate(prompts, t.temperature, None, monitor)
+        ids, lengths, _ = self._generate(prompts, t.temperature, None, monitor)
         fps = torch.full((len(prompts),), NO_FAILURE, dtype=torch.long)
         if monitor is not None and ids.size(1) > 0:
             width = ids.size(1)
             mask = torch.arange(width).expand(len(prompts), width) < lengths.unsqueeze(1)
-            fps = find_failure_points(
-                monitor.max_prob[:, :width].cpu(),
-                monitor.entropy[:, :width].cpu(),
-                mask,
-                args.uncertainty_threshold,
-                args.entropy_threshold,
-                args.min_prefix_length,
-            )
+            fps = branch_points(args, monitor.max_prob[:, :width].cpu(), monitor.entropy[:, :width].cpu(), mask)
         return [
             Sampled(row[:n].tolist(), None, int(fp), int(n)) for row, n, fp in zip(ids, lengths.tolist(), fps.tolist())
         ]
 
     def sample_continuations(self, prompts: list[list[int]], budgets: list[int], temperature: float) -> list[Sampled]:
-        ids, lengths = self._generate(prompts, temperature, budgets, None)
-        return [Sampled(row[:n].tolist(), None, NO_FAILURE, int(n)) for row, n in zip(ids, lengths.tolist())]
+        off_policy = temperature != self.trainer.temperature
+        recorder = SampledLogRatio(self.trainer.temperature, temperature) if off_policy else None
+        ids, lengths, ratios = self._generate(prompts, temperature, budgets, None, recorder)
+        return [
+            Sampled(row[:n].tolist(), None, NO_FAILURE, int(n), ratios[i, :n].tolist() if off_policy else None)
+            for i, (row, n) in enumerate(zip(ids, lengths.tolist()))
+        ]
 
-    def _generate(self, rows, temperature, budgets, monitor):
-        """Left-padded batch generation; returns `(completion_ids (B, T) on CPU, kept lengths (B,))`."""
+    def _generate(self, rows, temperature, budgets, monitor, recorder=None):
+        """Left-padded batch generation; returns `(completion_ids (B, T) on CPU, kept lengths (B,), log ratios (B, T)
+        on CPU or None)`, the last from `recorder` (a `SampledLogRatio`) when one is given."""
         t = self.trainer
         device = t.accelerator.device
         tensors = [torch.tensor(r, dtype=torch.long) for r in rows]
@@ -128,6 +137,8 @@ class TransformersBackend:
         if monitor is not None:
             processors.append(monitor)
             criteria.append(monitor.stopper())
+        if recorder is not None:
+            processors.append(recorder)
         with (
             profiling_context(t, "transformers.generate"),
             unwrap_model_for_generation(
@@ -150,7 +161,17 @@ class TransformersBackend:
         completion = out[:, width:].cpu()
         stop_step = monitor.stop_step.cpu() if monitor is not None and monitor.stop_step is not None else None
         lengths = completion_lengths(completion, list(t.eos_token_ids), budget_tensor, stop_step)
-        return completion, lengths
+        ratios = recorder.finish(out[:, width:]).cpu() if recorder is not None else None
+        return completion, lengths, ratios
+
+
+def branch_points(args, max_prob: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`(B,)` branch points of first rollouts under `args.branch_rule` (`NO_FAILURE` where a row has none)."""
+    if args.branch_rule == "relative":
+        return find_branch_points(entropy, mask, args.branch_min_fraction, args.branch_max_fraction)
+    return find_failure_points(
+        max_prob, entropy, mask, args.uncertainty_threshold, args.entropy_threshold, args.min_prefix_length
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,16 +237,22 @@ def parse_first_rollouts(
     entropy_threshold: float,
     min_prefix_length: int,
     vocab_size: int | None,
+    branch_rule: str = "absolute",
+    branch_min_fraction: float = 0.2,
+    branch_max_fraction: float = 0.8,
 ) -> list[Sampled]:
-    """First rollouts from vLLM outputs: failure points from the top-k logprobs (when `detect`), sampled-token
-    logprobs for TRL's importance-sampling correction. vLLM cannot be stopped at a failure point through TRL's
-    API, so every row was sampled to its end and counts all its tokens."""
+    """First rollouts from vLLM outputs: branch points from the top-k logprobs (when `detect`, under `branch_rule`),
+    sampled-token logprobs for TRL's importance-sampling correction. vLLM cannot be stopped at a failure point
+    through TRL's API, so every row was sampled to its end and counts all its tokens."""
     fps = [NO_FAILURE] * len(completion_ids)
     if detect and logprobs is not None and completion_ids:
         max_prob, entropy, mask = topk_uncertainty(logprobs, vocab_size)
-        fps = find_failure_points(
-            max_prob, entropy, mask, uncertainty_threshold, entropy_threshold, min_prefix_length
-        ).tolist()
+        if branch_rule == "relative":
+            fps = find_branch_points(entropy, mask, branch_min_fraction, branch_max_fraction).tolist()
+        else:
+            fps = find_failure_points(
+                max_prob, entropy, mask, uncertainty_threshold, entropy_threshold, min_prefix_length
+            ).tolist()
     sampled = sampled_token_logprobs(completion_ids, logprobs, logprob_token_ids)
     return [
         Sampled(list(ids), sampled[i] if sampled is not None else None, int(fps[i]), len(ids))
@@ -279,6 +306,9 @@ class VLLMBackend:
             entropy_threshold=args.entropy_threshold,
             min_prefix_length=args.min_prefix_length,
             vocab_size=len(t._tokenizer),
+            branch_rule=args.branch_rule,
+            branch_min_fraction=args.branch_min_fraction,
+            branch_max_fraction=args.branch_max_fraction,
         )
 
     def sample_continuations(self, prompts: list[list[int]], budgets: list[int], temperature: float) -> list[Sampled]:

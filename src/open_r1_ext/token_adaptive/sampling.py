@@ -1,4 +1,4 @@
-"""Group assembly for token-adaptive GRPO: first rollouts, failure points, prefix resampling, fill-up.
+"""Group assembly for token-adaptive GRPO: first rollouts, branch points, prefix resampling, fill-up.
 
 The assembly is independent of how tokens are sampled: it talks to a `RolloutBackend` (transformers `generate` or
 TRL's vLLM integration, see `backends.py`; a fake in the tests). For one process's generation batch it returns,
@@ -8,22 +8,26 @@ advantages, loss) sees them.
 For each group (the rows of one prompt; with several processes, each process's share of a group):
 
 1. **First rollouts.** `n_first = round(size * first_rollout_fraction)` (at least 1) samples at the base temperature,
-   with per-token uncertainty. A rollout whose failure point is `f` is cut there (on the transformers path sampling
-   stops at `f`); its first `f` tokens become a *prefix*. A rollout without a failure point is a completion.
+   with per-token uncertainty. The backend reports each rollout's branch point `b` (see `TokenAdaptiveConfig`:
+   the entropy peak inside fractional bounds, or the first absolute failure); its first `b` tokens become a
+   *prefix*. A rollout without a branch point is a leaf of its own.
 2. **Resampling rounds** `k = 1 .. max_resamples_per_prefix`. In round `k` every prefix that has had `k - 1`
    resamples gets one more, in order, while the group has open slots: the continuation is sampled from
-   prompt + prefix at `temperature * adaptive_temperature_scale ** k`, with a budget of
-   `max_completion_length - len(prefix)` tokens. The completion is prefix + continuation, scored as a whole.
-3. **Fill-up.** Slots still open (no failure anywhere, or every prefix at its cap) get plain rollouts at the base
+   prompt + prefix at `temperature * adaptive_temperature_scale ** k` (the training temperature by default, so
+   on-policy), with a budget of `max_completion_length - len(prefix)` tokens. The completion is prefix +
+   continuation, scored as a whole; when it was sampled hotter, its tokens carry `log pi_T - log mu` for the
+   importance correction.
+3. **Fill-up.** Slots still open (no branch anywhere, or every prefix at its cap) get plain rollouts at the base
    temperature, as GRPO would have sampled them.
 
-The truncated first rollouts do not enter training (unless `keep_failed_rollouts`, where they are generated to the
-end and enter as ordinary completions): cut at an uncertain token they have no final answer, so any reward would
-judge the prefix by a missing ending, while their prefix enters training through every continuation built on it.
+A first rollout that the backend generated to its end (relative branching, or vLLM) stays in the group as the
+*base trajectory* of its branch (`keep_base`): it shares its first `b` tokens with its continuations and is one of
+the branch's leaves. A first rollout stopped at its failure point (absolute branching on the transformers path)
+has no ending to reward and enters training only through its continuations.
 
 Every completion carries a prefix id: the global row index of the first rollout it grew from (its own row for
-first and fill-up rollouts), unique across processes, so completions with equal ids share their first
-`prefix_length` tokens.
+first and fill-up rollouts), unique across processes, and `prefix_length`, the tokens it shares with the other
+completions of that id (0 when it shares none), so the trainer can credit a shared prefix once.
 """
 
 from __future__ import annotations
@@ -41,14 +45,17 @@ class Sampled:
 
     `token_ids` are the generated tokens kept (through EOS, or through the failing token of a first rollout that
     was stopped); `logprobs` the sampled tokens' log-probabilities when the backend has them (vLLM), else None;
-    `failure_point` the first-rollout failure position or `NO_FAILURE`; `sampled_tokens` how many tokens were
-    actually sampled for this row (what `adaptive/generated_tokens` counts).
+    `failure_point` the first rollout's branch point or `NO_FAILURE`; `sampled_tokens` how many tokens were
+    actually sampled for this row (what `adaptive/generated_tokens` counts); `log_ratio` per token
+    `log pi_T(token) - log mu(token)` when the row was sampled from `mu` other than the policy at the training
+    temperature (a hot continuation on the transformers path), else None.
     """
 
     token_ids: list[int]
     logprobs: list[float] | None = None
     failure_point: int = NO_FAILURE
     sampled_tokens: int = 0
+    log_ratio: list[float] | None = None
 
 
 class RolloutBackend(Protocol):
@@ -72,9 +79,10 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float] | None
     prefix_id: int
-    prefix_length: int  # tokens shared with the prefix (0 for first and fill-up rollouts)
+    prefix_length: int  # tokens shared with the other completions of `prefix_id` (0: shares none)
     attempt: int  # 0 for first and fill-up rollouts, k for the k-th resample of a prefix
     temperature: float  # temperature of the continuation (of the whole rollout when attempt is 0)
+    log_ratio: list[float] | None = None  # per token log pi_T - log mu (0 on the prefix); None: all on-policy
 
 
 @dataclass
@@ -87,6 +95,7 @@ class AssemblyStats:
     sampled_tokens: int = 0
     padding_rows: int = 0  # rows sampled only so that every process makes the same calls
     rounds: int = 0
+    branch_fractions: list[float] = field(default_factory=list)  # branch point / rollout length, per branch
 
 
 @dataclass
@@ -154,7 +163,7 @@ def assemble_groups(
     first_rollout_fraction: float = 0.5,
     max_resamples_per_prefix: int = 3,
     adaptive_temperature_scale: float = 1.2,
-    keep_failed_rollouts: bool = False,
+    keep_base: bool = False,
     row_offset: int = 0,
     pad_equal: bool = False,
 ) -> tuple[list[Completion], AssemblyStats]:
@@ -167,8 +176,8 @@ def assemble_groups(
         backend: the sampler.
         temperature: the base sampling temperature.
         max_completion_length: the completion length cap; a continuation gets what its prefix leaves.
-        first_rollout_fraction, max_resamples_per_prefix, adaptive_temperature_scale, keep_failed_rollouts: see
-            `TokenAdaptiveConfig`.
+        first_rollout_fraction, max_resamples_per_prefix, adaptive_temperature_scale: see `TokenAdaptiveConfig`.
+        keep_base: keep a branched first rollout in its group (it was generated to its end).
         row_offset: global index of this process's first row (prefix ids are global row indices).
         pad_equal: pad every call to the same row count on every process (vLLM server mode and tensor parallel
             slice results by `process_index * len(prompts)`); otherwise only a process without rows gets one.
@@ -177,7 +186,7 @@ def assemble_groups(
         `(completions, stats)`: `B` completions, row `i` answering `prompt_ids[i]`, and the counts for metrics.
     """
     asm = _Assembly(prompt_ids, num_generations, backend, temperature, row_offset, pad_equal)
-    prefixes = asm.first_rollouts(first_rollout_fraction, keep_failed_rollouts)
+    prefixes = asm.first_rollouts(first_rollout_fraction, keep_base)
     asm.resample(prefixes, max_resamples_per_prefix, adaptive_temperature_scale, max_completion_length)
     asm.fill(first_rollout_fraction)
     return asm.finish()
@@ -197,8 +206,8 @@ class _Assembly:
     def _call(self, num_rows: int, call) -> list[Sampled] | None:
         return _synced(self.backend, num_rows, self.pad_equal, self.stats, call)
 
-    def first_rollouts(self, fraction: float, keep_failed: bool) -> list[_Prefix]:
-        """1. First rollouts; the ones with a failure point become prefixes (and stay as rows if `keep_failed`)."""
+    def first_rollouts(self, fraction: float, keep_base: bool) -> list[_Prefix]:
+        """1. First rollouts; the ones with a branch point become prefixes (and stay as rows if `keep_base`)."""
         rows: list[tuple[int, int]] = []  # (segment, local row of the rollout's slot)
         for s, (start, end) in enumerate(self.segs):
             rows += [(s, start + j) for j in range(first_rollouts_per_group(end - start, fraction))]
@@ -209,15 +218,18 @@ class _Assembly:
             self.stats.first_rollouts += 1
             self.stats.sampled_tokens += smp.sampled_tokens
             pid = self.row_offset + r
-            failed = smp.failure_point != NO_FAILURE
-            if failed:
+            branched = smp.failure_point != NO_FAILURE
+            shared = 0
+            if branched:
                 f = smp.failure_point
                 self.stats.truncated += 1
                 self.stats.failure_points.append(f)
+                self.stats.branch_fractions.append(f / max(len(smp.token_ids), 1))
                 lp = smp.logprobs[:f] if smp.logprobs is not None else None
                 prefixes.append(_Prefix(s, list(self.prompt_ids[r]), smp.token_ids[:f], lp, pid))
-            if not failed or keep_failed:
-                self.slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, 0, 0, self.temperature))
+                shared = f
+            if not branched or keep_base:
+                self.slots[s].append(Completion(smp.token_ids, smp.logprobs, pid, shared, 0, self.temperature))
         return prefixes
 
     def resample(self, prefixes: list[_Prefix], max_resamples: int, scale: float, max_completion_length: int):
@@ -238,7 +250,8 @@ class _Assembly:
                 self.stats.resamples += 1
                 self.stats.sampled_tokens += smp.sampled_tokens
                 lp = p.logprobs + smp.logprobs if p.logprobs is not None and smp.logprobs is not None else None
-                completion = Completion(p.tokens + smp.token_ids, lp, p.prefix_id, len(p.tokens), k, t_k)
+                ratio = [0.0] * len(p.tokens) + list(smp.log_ratio) if smp.log_ratio is not None else None
+                completion = Completion(p.tokens + smp.token_ids, lp, p.prefix_id, len(p.tokens), k, t_k, ratio)
                 self.slots[p.segment].append(completion)
 
     def _continuations(self, todo: list[_Prefix], t_k: float, max_completion_length: int) -> list[Sampled] | None:
@@ -272,4 +285,11 @@ class _Assembly:
         if any(c.logprobs is None for c in completions):
             for c in completions:
                 c.logprobs = None
+        # a prefix whose continuations found no room (and no kept base beside it) is shared with nobody
+        members: dict[int, int] = {}
+        for c in completions:
+            members[c.prefix_id] = members.get(c.prefix_id, 0) + 1
+        for c in completions:
+            if members[c.prefix_id] < 2:
+                c.prefix_length = 0
         return completions, self.stats

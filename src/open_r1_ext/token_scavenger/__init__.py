@@ -1,9 +1,10 @@
 """TokenScavenger (seed 000, GRPO part): two-level latent-group advantages, carousel memory alignment, CE-anchored
 RL warm-up, TRL's entropy control and shaped rewards. See `trainer.py` for what changes w.r.t. GRPO."""
 
+from open_r1_ext.core.advantages import ESTIMATORS, AdvantageEstimate, get_estimator, register_estimator
+
 from .carousel import CarouselBuffer
 from .config import TokenScavengerConfig, grpo_weight_schedule
-from .estimators import ESTIMATORS, AdvantageEstimate, get_estimator, register_estimator
 from .grouping import GROUPING_KEYS, LatentBatch, get_grouping_key, register_grouping_key
 from .trainer import ReferenceForward, TokenScavengerGRPOTrainer
 

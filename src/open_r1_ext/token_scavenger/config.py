@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from open_r1_ext.core.advantages import ESTIMATORS
 from open_r1_ext.token_adaptive.config import TokenAdaptiveConfig
 
-from .estimators import ESTIMATORS
 from .grouping import GROUPING_KEYS
 
 

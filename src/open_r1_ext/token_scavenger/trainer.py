@@ -5,10 +5,10 @@ contiguous slices of the batch, so the micro-advantage was always zero; here lat
 prompt that really share something (an answer, a prefix, a hidden-state cluster; see `grouping.py`). How
 `TokenScavengerGRPOTrainer` departs from TRL's `GRPOTrainer`:
 
-1. **Advantages** (`_generate_and_score_completions`, a wrapper). The base method runs unchanged; then the
-   advantages are recomputed by the configured estimator (`estimators.py`: `two_level`, `rloo`, `dr_grpo`, or
-   `grpo`, which keeps TRL's own) on the rewards *gathered over all processes* (kept by the `_calculate_rewards`
-   wrapper), and this process's slice replaces `advantages`, exactly where TRL slices its own.
+1. **Advantages** (`shape_batch`, the token-adaptive trainer's hook after the base method). The base method runs
+   unchanged; then the advantages are recomputed by the configured estimator (`core/advantages.py`: `two_level`,
+   `rloo`, `dr_grpo`, or `grpo`, which keeps TRL's own) on the rewards *gathered over all processes* (kept by the
+   token-adaptive trainer's `_calculate_rewards` wrapper), and this process's slice replaces `advantages`.
 2. **Loss** (`_compute_loss`, a wrapper): `w_grpo(step) * GRPO loss + sum of extra_loss_terms`, where
    `extra_loss_terms(model, inputs, reference)` returns `{metric name: (weight, value)}`: here
    `ce_loss_weight * CE(reference completions)` and `carousel_weight * MSE(logp_now, logp_stored)` on a replay
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import gather_object
 
+from open_r1_ext.core.advantages import USES_LATENT_GROUPS, get_estimator
 from open_r1_ext.core.checkpoint import load_extra_state, save_extra_state
 from open_r1_ext.core.configs import default_config
 from open_r1_ext.core.rewards import completion_text
@@ -47,7 +48,6 @@ from open_r1_ext.token_adaptive.trainer import TokenAdaptiveGRPOTrainer
 from . import rewards as _shaped_rewards  # noqa: F401  (registers the shaped rewards by name)
 from .carousel import CarouselBuffer, pad_replay_batch
 from .config import TokenScavengerConfig, grpo_weight_schedule
-from .estimators import USES_LATENT_GROUPS, get_estimator
 from .grouping import KEY_NEEDS, LatentBatch, get_grouping_key
 
 
@@ -75,9 +75,8 @@ class ReferenceForward(NamedTuple):
 class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
     """TokenScavenger on top of the token-adaptive trainer (plain GRPO sampling unless `use_token_adaptive`).
 
-    See the module docstring for what changes w.r.t. `GRPOTrainer` and in which hook. Wrapped hooks (each calls
-    `super()` first): `_calculate_rewards` (keeps the gathered rewards and this process's completions),
-    `_generate_and_score_completions` (advantages, CE targets, carousel candidates),
+    See the module docstring for what changes w.r.t. `GRPOTrainer` and in which hook. Hooks: `shape_batch`
+    (advantages and carousel candidates from the gathered rewards), `_generate_and_score_completions` (CE targets),
     `_get_per_token_logps_and_entropies` (keeps the loss forward's log-probs for the carousel), `_compute_loss`
     (weights and `extra_loss_terms`), `_save_checkpoint` / `_load_optimizer_and_scheduler` (carousel state).
     """
@@ -100,32 +99,21 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
             vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
             # TRL's controller reads `args.entropy_target` at every step
             args.entropy_target = args.entropy_target_vocab_fraction * math.log(vocab)
-        self._scavenger_rewards = None  # (gathered rewards_per_func, local completions, local completion ids)
         self._keep_logps = False  # set around the GRPO loss forward so its log-probs can be admitted
         self._kept_logps = None
         self._warned_no_reference = False
 
     # ---- advantages ---------------------------------------------------------------------------------------------
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._scavenger_rewards = (rewards_per_func, completions, completion_ids_list)
-        return rewards_per_func
-
-    def _generate_and_score_completions(self, inputs):
-        self._scavenger_rewards = None
-        output = super()._generate_and_score_completions(inputs)
-        rewards_per_func, completions, completion_ids_list = self._scavenger_rewards
-        self._scavenger_rewards = None
+    def shape_batch(self, output, gathered, log_ratios, adaptive):
+        """The configured estimator's advantages on the rewards gathered over all processes (then the token-adaptive
+        importance weights on adaptive steps), and the carousel's admission fields."""
+        rewards_per_func, completions, completion_ids_list = gathered
         mode = "train" if self.model.training else "eval"
         device = output["completion_ids"].device
         local_n = output["completion_ids"].size(0)
         process_slice = slice(self.accelerator.process_index * local_n, (self.accelerator.process_index + 1) * local_n)
-
-        # The same scalar reward TRL normalises (sum_then_normalize), gathered over processes: (N,)
-        unscorable = torch.isnan(rewards_per_func).all(dim=1)
-        rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
-        rewards[unscorable] = torch.nan
+        rewards = self.gathered_rewards(rewards_per_func.to(device))  # (N,)
 
         if self.args.advantage_estimator != "grpo":
             num_generations = self.num_generations if mode == "train" else self.num_generations_eval
@@ -143,19 +131,26 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
                 eps=1e-4,
                 clamp_max=self.args.advantage_clamp_max,
             )
-            output["advantages"] = estimate.advantages[process_slice].to(output["advantages"].dtype)
+            advantages = estimate.advantages[process_slice]
+            output["advantages"] = (
+                self.apply_importance_weights(output, advantages, log_ratios) if adaptive else advantages
+            ).to(output["advantages"].dtype)
             self._log_advantages(mode, estimate, group_ids, latent_ids)
-        elif self.args.advantage_clamp_max is not None:
-            output["advantages"] = output["advantages"].clamp(
-                -self.args.advantage_clamp_max, self.args.advantage_clamp_max
-            )
+        else:
+            super().shape_batch(output, gathered, log_ratios, adaptive)  # GRPO's (token-adaptive: tree credit)
+            if self.args.advantage_clamp_max is not None:
+                clamp = self.args.advantage_clamp_max
+                output["advantages"] = output["advantages"].clamp(-clamp, clamp)
 
         if mode == "train" and self.args.carousel_weight > 0:
             local = rewards[process_slice]
             output["scavenger_admit"] = (local >= self.args.carousel_reward_threshold) & ~torch.isnan(local)
             output["scavenger_reward"] = torch.nan_to_num(local, nan=0.0)
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
         if self.uses_reference():
-            output.update(self._reference_targets(inputs, device))
+            output.update(self._reference_targets(inputs, output["completion_ids"].device))
         return output
 
     def _latent_labels(self, output, completions, completion_ids_list, group_ids) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Advantage estimators: pure functions with one signature, behind a small registry.
+"""Advantage estimators of the GRPO-family trainers: pure functions with one signature, behind a small registry.
 
 Every estimator is `fn(rewards, group_ids, latent_ids, *, scale, omega, eps, clamp_max) -> AdvantageEstimate`:
 
@@ -11,6 +11,9 @@ Every estimator is `fn(rewards, group_ids, latent_ids, *, scale, omega, eps, cla
   micro-advantage; `eps`: added to every std (TRL's 1e-4); `clamp_max`: clamp advantages to `±clamp_max` (None: off).
 
 A new estimator is a new function plus `@register_estimator("name")`; `get_estimator` fails with the known names.
+
+`tree_token_advantages` is the token-level form of `two_level` on a prefix tree (token-adaptive branching): it
+returns per-row parts that `expand_token_advantages` turns into `(N, T)` advantages, which TRL's loss accepts.
 
 Standard deviations are Bessel-corrected, as TRL's `nanstd`, so `grpo` reproduces `GRPOTrainer`'s advantages.
 """
@@ -162,3 +165,58 @@ def two_level_advantages(rewards, group_ids, latent_ids, *, scale=True, omega=1.
     if scale:
         macro = macro / (g_std + eps)
     return _finish(macro + omega * micro, macro, micro, valid, clamp_max)
+
+
+class TreeAdvantages(NamedTuple):
+    """Per-row parts of token-level tree credit, each `(N,)`: tokens before `split` get `shared`, the rest `own`.
+
+    `siblings` is the number of valid rows in the row's prefix node (1 for a row that shares no prefix).
+    """
+
+    shared: torch.Tensor
+    own: torch.Tensor
+    split: torch.Tensor
+    siblings: torch.Tensor
+
+
+def tree_token_advantages(
+    rewards, group_ids, node_ids, shared_lengths, *, scale=True, omega=1.0, eps=1e-4, clamp_max=None
+) -> TreeAdvantages:
+    """Token-level two-level credit on a one-level prefix tree (as TreePO / TreeAdv assign it), `(N,)` parts.
+
+    Args:
+        rewards: `(N,)` scalar rewards of the gathered batch (`NaN`: unscorable, gets 0).
+        group_ids: `(N,)` prompt group of each row.
+        node_ids: `(N,)` prefix node: rows of one prompt group with the same node id share their first
+            `shared_lengths` completion tokens (a branch's base trajectory and its continuations).
+        shared_lengths: `(N,)` long, the shared prefix length of each row (0 for a row in no shared node).
+
+    GRPO's advantage splits into two levels, `(r_i - mu_g) / sigma_g = macro_i + micro_i` with
+    `macro_i = (V_node - mu_g) / sigma_g` (the node's mean reward, its subtree's value, against the prompt group's)
+    and `micro_i = (r_i - V_node) / sigma_g` (the leaf against its node), `sigma_g` the group's reward std as GRPO
+    scales. Here the `k` rows of a node put `macro_i / k` on each shared prefix token, so the prefix is credited once
+    in total (GRPO credits it `k` times, once per sibling), and `omega * micro_i` on their own tokens. A row that
+    shares no prefix (a node of one) gets `macro_i + micro_i`, GRPO's advantage, on every token; a batch without
+    branches gets exactly GRPO's advantages.
+    """
+    valid = ~torch.isnan(rewards)
+    g_mean, g_std, _ = segment_stats(rewards, group_ids, valid)
+    key = group_ids.to(torch.long) * (int(node_ids.max().item()) + 1 if node_ids.numel() else 1) + node_ids.long()
+    n_mean, _, siblings = segment_stats(rewards, key, valid)
+    siblings = siblings.clamp(min=1.0)
+    denom = (g_std + eps) if scale else torch.ones_like(g_std)
+    macro, micro = (n_mean - g_mean) / denom, (rewards - n_mean) / denom
+    branched = (siblings > 1) & (shared_lengths > 0)
+    shared = torch.where(branched, macro / siblings, macro + micro)
+    own = torch.where(branched, omega * micro, macro + micro)
+    split = torch.where(branched, shared_lengths.long(), torch.full_like(shared_lengths.long(), 2**62))
+    if clamp_max is not None:
+        shared, own = shared.clamp(-clamp_max, clamp_max), own.clamp(-clamp_max, clamp_max)
+    zero = torch.zeros_like(shared)
+    return TreeAdvantages(torch.where(valid, shared, zero), torch.where(valid, own, zero), split, siblings)
+
+
+def expand_token_advantages(parts: TreeAdvantages, width: int) -> torch.Tensor:
+    """`(N, width)` advantages: position `t` of row `i` gets `shared[i]` if `t < split[i]`, else `own[i]`."""
+    positions = torch.arange(width, device=parts.shared.device).unsqueeze(0)
+    return torch.where(positions < parts.split.unsqueeze(1), parts.shared.unsqueeze(1), parts.own.unsqueeze(1))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from trl.trainer.utils import nanstd
 
-from open_r1_ext.token_scavenger.estimators import ESTIMATORS, get_estimator, segment_stats
+from open_r1_ext.core.advantages import ESTIMATORS, get_estimator, segment_stats
 
 
 def t(*xs):
