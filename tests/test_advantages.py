@@ -105,3 +105,32 @@ def test_nan_rewards_are_left_out_and_get_zero():
         assert torch.isfinite(out.advantages).all() and out.advantages[1] == 0, name
     grpo = get_estimator("grpo")(r, g, lat).advantages
     assert grpo[0] == pytest.approx((1 - 1 / 3) / (math.sqrt(1 / 3) + 1e-4), abs=1e-4)
+
+
+def test_tree_credit_counts_a_shared_prefix_once_and_is_grpo_without_branches():
+    from open_r1_ext.core.advantages import expand_token_advantages, tree_token_advantages
+
+    # group 0: a base trajectory and two continuations share 3 tokens (node 0) + one plain rollout (node 3)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    groups = torch.zeros(4, dtype=torch.long)
+    nodes = torch.tensor([0, 0, 0, 3])
+    shared = torch.tensor([3, 3, 3, 0])
+    parts = tree_token_advantages(rewards, groups, nodes, shared)
+    adv = expand_token_advantages(parts, 6)
+    grpo = get_estimator("grpo")(rewards, groups, None).advantages
+    sigma = rewards.std() + 1e-4
+    macro = (rewards[:3].mean() - rewards.mean()) / sigma
+    # the prefix carries the node's advantage once in total over its 3 siblings (GRPO: 3 x macro)
+    assert adv[:3, :3].sum(0).tolist() == pytest.approx([macro.item()] * 3, abs=1e-6)
+    assert grpo[:3].sum().item() == pytest.approx(3 * macro.item(), abs=1e-5)
+    # continuation tokens: the leaf against its node's value; the unbranched rollout: GRPO's advantage everywhere
+    assert adv[0, 3:].tolist() == pytest.approx([((1.0 - 1 / 3) / sigma).item()] * 3, abs=1e-5)
+    assert adv[3].tolist() == pytest.approx([grpo[3].item()] * 6, abs=1e-6)
+    # macro + micro on a leaf's own row reproduces its GRPO advantage
+    assert (parts.shared[0] * parts.siblings[0] + parts.own[0]).item() == pytest.approx(grpo[0].item(), abs=1e-5)
+    # no shared prefixes at all: exactly GRPO's advantages on every token
+    flat = expand_token_advantages(tree_token_advantages(rewards, groups, torch.arange(4), torch.zeros(4)), 5)
+    assert torch.allclose(flat, grpo.unsqueeze(1).expand(4, 5), atol=1e-6)
+    # an unscorable rollout gets 0 and leaves the statistics
+    nan = tree_token_advantages(torch.tensor([1.0, float("nan"), 0.0, 1.0]), groups, nodes, shared)
+    assert nan.shared[1] == 0 and nan.own[1] == 0 and nan.siblings[0] == 2

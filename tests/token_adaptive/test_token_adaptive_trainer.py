@@ -2,6 +2,7 @@
 
 import copy
 import inspect
+import math
 import os
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
+from open_r1_ext.core.advantages import get_estimator
 from open_r1_ext.core.tiny import char_tokenizer
 from open_r1_ext.token_adaptive import TokenAdaptiveConfig, TokenAdaptiveGRPOTrainer
 from open_r1_ext.token_adaptive.backends import TransformersBackend
@@ -290,3 +292,129 @@ def test_lora_accumulation_and_reuse(tmp_path, tok, model_state, dataset):
     assert trainer.adaptive_counters["total_generated_tokens"] == tokens[0]
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
+
+
+def _row_logits(model, prompt_ids, prompt_mask, completion_ids):
+    """Logits of the completion positions `(B, C, V)` under `model` (left-padded prompts, as in the batch)."""
+    with torch.no_grad():
+        ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        att = torch.cat([prompt_mask, torch.ones_like(completion_ids)], dim=1)
+        logits = model(input_ids=ids, attention_mask=att).logits
+    return logits[:, prompt_ids.size(1) - 1 : -1]
+
+
+def test_hot_continuations_carry_their_importance_weight(tmp_path, tok, model_state, dataset):
+    """Continuations sampled at T x 1.5 are weighted per token by min(exp(log pi_T - log mu), cap), pi_T and mu
+    recomputed here from the model's logits; prefix tokens (sampled on-policy) keep weight 1."""
+    args = TokenAdaptiveConfig(
+        **common(
+            tmp_path, max_steps=1, adaptive_temperature_scale=1.5, tree_advantages=False, importance_ratio_cap=2.0
+        )
+    )
+    trainer = RecordingTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    trainer.train()
+    (batch, _), *_ = trainer.loss_batches
+    completions, _ = trainer.last_assembly
+    by_tokens = {tuple(c.token_ids): c for c in completions}
+    fresh = make_model(model_state)  # the weights the batch was sampled with (one step, recorded before it)
+    logits = _row_logits(fresh, batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"])
+    adv, mask = batch["advantages"], batch["completion_mask"].bool()
+    assert adv.shape == batch["completion_ids"].shape
+    checked = 0
+    for b in range(adv.size(0)):
+        c = by_tokens[tuple(batch["completion_ids"][b][mask[b]].tolist())]
+        if c.attempt == 0 or abs(adv[b, 0].item()) < 1e-6:
+            continue
+        t_k = 1.5**c.attempt
+        n = int(mask[b].sum())
+        toks = batch["completion_ids"][b, :n]
+        lp_pi = torch.log_softmax(logits[b, :n].float(), -1).gather(1, toks[:, None]).squeeze(1)
+        lp_mu = torch.log_softmax(logits[b, :n].float() / t_k, -1).gather(1, toks[:, None]).squeeze(1)
+        expected = torch.exp(lp_pi - lp_mu).clamp(max=2.0)
+        expected[: c.prefix_length] = 1.0
+        assert torch.allclose(adv[b, :n] / adv[b, 0], expected, atol=1e-4), (c.prefix_length, c.attempt)
+        checked += 1
+    assert checked >= 2
+    logged = trainer.state.log_history[0]
+    assert 0 < logged["adaptive/importance_weight_mean"] and "adaptive/importance_weight_capped" in logged
+
+
+def test_a_prefix_shared_by_k_siblings_carries_the_weight_of_one_rollout(tmp_path, tok, model_state, dataset):
+    """With tree credit the loss batch's advantages on a shared prefix sum, over its k siblings, to the node's
+    advantage once; GRPO's sequence advantages put k times that on the same tokens."""
+    args = TokenAdaptiveConfig(**common(tmp_path, max_steps=1, first_rollout_fraction=0.5))  # 2 branches a group
+    trainer = RecordingTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    trainer.train()
+    (batch, _), *_ = trainer.loss_batches
+    mask = batch["completion_mask"].bool()
+    texts = tok.batch_decode([ids[m] for ids, m in zip(batch["completion_ids"], mask)], skip_special_tokens=True)
+    rewards = torch.tensor(parity_reward(texts))
+    groups = batch["prefix_ids"] // 4  # TRL shuffles the batch; a prefix id is a row of the unshuffled one
+    grpo = get_estimator("grpo")(rewards, groups, None).advantages
+    adv = batch["advantages"]
+    nodes = 0
+    for pid in batch["prefix_ids"].unique():
+        rows = (batch["prefix_ids"] == pid).nonzero().squeeze(1)
+        k, L = len(rows), int(batch["prefix_lengths"][rows[0]])
+        if k < 2:
+            continue
+        nodes += 1
+        node_adv = grpo[rows].mean()  # = (node mean - group mean) / group std
+        assert torch.allclose(adv[rows, :L].sum(0), node_adv.expand(L), atol=1e-4)
+        assert torch.allclose((grpo[rows].unsqueeze(1).expand(k, L)).sum(0), k * node_adv.expand(L), atol=1e-4)
+    assert nodes >= 1
+    logged = trainer.state.log_history[0]
+    assert 0 < logged["adaptive/prefix_copy_share"] < 1
+
+
+def test_branch_points_follow_entropy_peaks_not_the_minimum_prefix(tmp_path, tok, model_state, dataset, monkeypatch):
+    """Each first rollout branches at its highest-entropy position inside [0.2, 0.8] of its length (recomputed here
+    from the model), not at a fixed minimum prefix; the base trajectory stays in its group."""
+    seen = []
+    orig = TransformersBackend.sample_first
+
+    def spy(self, prompts, detect):
+        out = orig(self, prompts, detect)
+        if detect:
+            seen.extend(zip(prompts, out))
+        return out
+
+    monkeypatch.setattr(TransformersBackend, "sample_first", spy)
+    args = TokenAdaptiveConfig(**common(tmp_path, max_steps=1, max_completion_length=16))
+    trainer = TokenAdaptiveGRPOTrainer(
+        model=make_model(model_state),
+        reward_funcs=parity_reward,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+    )
+    fresh = make_model(model_state)
+    trainer.train()
+    assert len(seen) == 2  # 8 rows, groups of 4, first_rollout_fraction 0.25
+    positions = []
+    for prompt, s in seen:
+        n = len(s.token_ids)
+        logits = _row_logits(
+            fresh, torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long), torch.tensor([s.token_ids])
+        )[0]
+        logp = torch.log_softmax(logits.float(), -1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        lo, hi = max(1, math.ceil(0.2 * n)), min(n - 1, math.floor(0.8 * n))
+        assert s.failure_point == lo + int(entropy[lo : hi + 1].argmax())
+        positions.append(s.failure_point / n)
+    completions, stats = trainer.last_assembly
+    assert stats.first_rollouts == 2 and stats.truncated == 2
+    assert sum(c.attempt == 0 for c in completions) == 2  # the base trajectories are kept
+    assert trainer.branch_histogram == [sum(int(p * 10) == i for p in positions) for i in range(10)]

@@ -120,3 +120,41 @@ def test_monitor_stops_rows_at_their_failure_point():
     assert done == [[False, False], [False, False], [True, False]]
     assert mon.stop_step.tolist() == [2, NO_FAILURE]
     assert mon.max_prob.shape == (2, 3)
+
+
+def test_branch_points_follow_entropy_peaks_inside_the_bounds():
+    from open_r1_ext.token_adaptive.uncertainty import find_branch_points
+
+    entropy = torch.tensor(
+        [
+            [0.1, 0.2, 0.1, 0.9, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1],  # peak at 3
+            [2.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.8, 0.1, 3.0],  # peaks at 0 and 9 lie outside [2, 8]: 7
+            [0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # length 4: allowed 1..3, ties -> the earliest
+            [0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # length 2: allowed 1..1
+            [0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # length 1: no position leaves a prefix
+        ]
+    )
+    lengths = torch.tensor([10, 10, 4, 2, 1])
+    mask = torch.arange(10).expand(5, 10) < lengths.unsqueeze(1)
+    assert find_branch_points(entropy, mask, 0.2, 0.8).tolist() == [3, 7, 1, 1, NO_FAILURE]
+    # not the lower bound: a rollout whose entropy rises late branches late
+    late = torch.linspace(0, 1, 10).unsqueeze(0)
+    assert find_branch_points(late, torch.ones(1, 10), 0.2, 0.8).tolist() == [8]
+
+
+def test_sampled_log_ratio_is_log_pi_minus_log_mu_of_the_sampled_token():
+    from open_r1_ext.token_adaptive.uncertainty import SampledLogRatio
+
+    torch.manual_seed(0)
+    steps = [torch.randn(3, 7) for _ in range(4)]
+    tokens = torch.randint(0, 7, (3, 4))
+    rec = SampledLogRatio(policy_temperature=1.0, sample_temperature=1.5)
+    prompt = torch.zeros(3, 2, dtype=torch.long)
+    for t, scores in enumerate(steps):
+        ids = torch.cat([prompt, tokens[:, :t]], dim=1)
+        assert torch.equal(rec(ids, scores.clone()), scores)  # scores pass through unchanged
+    got = rec.finish(tokens)
+    for t, scores in enumerate(steps):
+        lp_pi = torch.log_softmax(scores, -1).gather(1, tokens[:, t : t + 1]).squeeze(1)
+        lp_mu = torch.log_softmax(scores / 1.5, -1).gather(1, tokens[:, t : t + 1]).squeeze(1)
+        assert torch.allclose(got[:, t], lp_pi - lp_mu, atol=1e-6)
