@@ -97,3 +97,7 @@ def test_summarise_pairs_by_seed_and_measures_tokens_ratio():
     rows = {r.name: r for r in protocol.summarise({"base": base, "never": never}, "base")}
     assert rows["never"].reached == 0 and rows["never"].tokens_ratio_median is None
     assert rows["never"].delta_final.verdict == "worse"
+    # a seed that never reaches counts as infinitely many tokens: 4 of 5 reached -> the median is still finite
+    some = {s: (never[s] if s == 0 else arm[s]) for s in range(5)}
+    rows = {r.name: r for r in protocol.summarise({"base": base, "some": some}, "base")}
+    assert rows["some"].reached == 4 and rows["some"].tokens_ratio_median == pytest.approx(0.5, abs=0.03)

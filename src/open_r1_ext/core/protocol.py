@@ -146,8 +146,13 @@ class ArmSummary:
 
     @property
     def tokens_ratio_median(self) -> float | None:
-        rs = [r for r in self.tokens_ratio if r is not None]
-        return statistics.median(rs) if len(rs) == len(self.tokens_ratio) and rs else None
+        """Median over seeds of the tokens-to-threshold ratio, a seed that never reached the threshold counting as
+        infinitely many tokens; None when the median itself is one of those (half the seeds or more never did)."""
+        if not self.tokens_ratio:
+            return None
+        rs = [math.inf if r is None else r for r in self.tokens_ratio]
+        med = statistics.median(rs)
+        return None if math.isinf(med) or math.isnan(med) else med
 
 
 def summarise(
