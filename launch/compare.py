@@ -63,15 +63,13 @@ class Arm:
         if self.sampling_seed_offset is not None:
             flags["sampling_seed"] = seed + self.sampling_seed_offset
         for k, v in flags.items():
-            cmd += [f"--{k}", _flag_value(v)]
+            cmd += [f"--{k}", *(map(_flag_value, v) if isinstance(v, (list, tuple)) else [_flag_value(v)])]
         return cmd + list(extra)
 
 
 def _flag_value(v) -> str:
     if isinstance(v, bool):
         return str(v).lower()
-    if isinstance(v, (list, tuple)):
-        return " ".join(map(str, v))
     return str(v)
 
 

@@ -43,3 +43,26 @@ def test_registry_lookup_and_errors():
         rewards.resolve_reward("no_such_module.fn")
     with pytest.raises(ValueError, match="already registered"):
         rewards.register_reward("exact_match")(lambda completions, **kw: [])
+
+
+def test_scratchpad_steps_credits_each_written_column_and_the_answer():
+    from open_r1_ext.core import tasks
+    from open_r1_ext.core.rewards import get_reward_funcs
+
+    (fn,) = get_reward_funcs(["scratchpad_steps"])
+    prompts, answer = ["347+286="] * 5, ["336"] * 5
+    completions = [
+        "7+6+0=13,4+8+1=13,3+2+1=06,>336",  # all right
+        "7+6+0=13,4+8+1=12,3+2+1=06,>336",  # same final answer, one column wrong: less credit
+        "7+6+0=13,4+8+1=12,3+2+1=06,>326",
+        ">336",  # the answer without the work
+        "garbage",
+    ]
+    assert fn(completions, prompts=prompts, answer=answer) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    # the reference completions of the task score 1; a prompt that is not a scratchpad addition is exact match
+    rows = tasks.generate("addition_scratch", 50, seed=3)
+    scores = fn(
+        [r["completion"] for r in rows], prompts=[r["prompt"] for r in rows], answer=[r["answer"] for r in rows]
+    )
+    assert scores == [1.0] * 50
+    assert fn(["3,8>8", "3,8>9"], prompts=["3 5=", "3 5="], answer=["8", "8"]) == [1.0, 0.0]

@@ -102,7 +102,8 @@ def test_two_level_advantages_and_metrics(tmp_path, tok, model_state, dataset, k
         "macro_adv_std",
         "latent_groups_per_prompt",
         "singleton_frac",
-        "carousel_mse",
+        "latent_reward_constant_frac",
+        "carousel_loss",
         "carousel_size",
         "ce_loss",
         "grpo_weight",
@@ -124,20 +125,29 @@ def test_warmup_weights_logged_per_step(tmp_path, tok, model_state, dataset):
 
 def test_carousel_mse_zero_unchanged_positive_after_update(tmp_path, tok, model_state, dataset):
     # learning_rate 0: the policy is unchanged after the step, so replaying what was admitted gives MSE 0
-    args = config(tmp_path, max_steps=1, learning_rate=0.0, ce_loss_weight=0.0, carousel_reward_threshold=0.5)
+    args = config(
+        tmp_path,
+        max_steps=1,
+        learning_rate=0.0,
+        ce_loss_weight=0.0,
+        carousel_reward_threshold=0.5,
+        carousel_loss="mse",
+    )
     trainer = make_trainer(model_state, tok, dataset, args)
     trainer.train()
     assert len(trainer.carousel) > 0
     trainer.model.eval()
     with torch.no_grad():
-        assert trainer._carousel_mse(trainer.model).item() == pytest.approx(0.0, abs=1e-8)
+        assert trainer._carousel_term(trainer.model).item() == pytest.approx(0.0, abs=1e-8)
         for p in trainer.model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-        assert trainer._carousel_mse(trainer.model).item() > 1e-4
+        assert trainer._carousel_term(trainer.model).item() > 1e-4
 
 
 def test_resume_restores_the_carousel(tmp_path, tok, model_state, dataset):
-    args = config(tmp_path, max_steps=2, save_strategy="steps", save_steps=2, carousel_reward_threshold=0.5)
+    args = config(
+        tmp_path, max_steps=2, save_strategy="steps", save_steps=2, carousel_reward_threshold=0.5, carousel_loss="mse"
+    )
     trainer = make_trainer(model_state, tok, dataset, args)
     trainer.train()
     ckpt = os.path.join(tmp_path, "checkpoint-2")
@@ -152,7 +162,11 @@ def test_resume_restores_the_carousel(tmp_path, tok, model_state, dataset):
             return super()._compute_loss(model, inputs)
 
     resumed = make_trainer(
-        model_state, tok, dataset, config(tmp_path, max_steps=3, carousel_reward_threshold=0.5), cls=FirstLoss
+        model_state,
+        tok,
+        dataset,
+        config(tmp_path, max_steps=3, carousel_reward_threshold=0.5, carousel_loss="mse"),
+        cls=FirstLoss,
     )
     assert len(resumed.carousel) == 0
     resumed.train(resume_from_checkpoint=ckpt)
@@ -160,7 +174,7 @@ def test_resume_restores_the_carousel(tmp_path, tok, model_state, dataset):
     restored = resumed.at_first_loss
     assert [k for k, _ in restored] == [k for k, _ in saved]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(restored, saved))
-    assert resumed.state.log_history[-2]["scavenger/carousel_mse"] > 0  # replayed the restored entries
+    assert resumed.state.log_history[-2]["scavenger/carousel_loss"] > 0  # replayed the restored entries
 
 
 def test_token_adaptive_and_two_level_together(tmp_path, tok, model_state, dataset):
@@ -192,3 +206,132 @@ def test_token_adaptive_and_two_level_together(tmp_path, tok, model_state, datas
     logged = trainer.state.log_history[0]
     assert logged["adaptive/truncation_rate"] == 1.0 and logged["scavenger/latent_groups_per_prompt"] == 2.0
     assert trainer.state.global_step == 2
+
+
+def test_answer_key_with_an_answer_only_reward_is_detected_as_grpo(tmp_path, tok, model_state, dataset, caplog):
+    """Rollouts with one answer and a reward that depends on the answer only form reward-constant latent groups:
+    two-level is then exactly GRPO's estimate, and the trainer says so once (and logs the share of such groups)."""
+    trainer = make_trainer(model_state, tok, dataset, config(tmp_path, grouping_key="answer"))
+    groups = torch.arange(8) // 4
+    answers = torch.tensor([0, 0, 1, 1, 0, 1, 1, 1])  # latent groups by answer
+    exact = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # a function of the answer
+    est = get_estimator("two_level")(exact, groups, answers, clamp_max=5.0)
+    grpo = get_estimator("grpo")(exact, groups, None, clamp_max=5.0)
+    assert (est.advantages - grpo.advantages).abs().max() < 1e-5  # the README's old "two_level(answer)" row
+    with caplog.at_level("WARNING"):
+        trainer._log_advantages("train", est, groups, answers)
+        trainer._log_advantages("train", est, groups, answers)
+    assert caplog.text.count("equals GRPO's advantages") == 1
+    assert trainer._metrics["train"]["scavenger/latent_reward_constant_frac"] == [1.0, 1.0]
+    # a graded reward that differs inside an answer group carries micro signal: no warning, share below 1
+    graded = torch.tensor([1.0, 0.75, 0.5, 0.0, 0.25, 1.0, 0.5, 1.0])
+    est = get_estimator("two_level")(graded, groups, answers, clamp_max=5.0)
+    caplog.clear()
+    trainer._warned_constant_groups = False
+    with caplog.at_level("WARNING"):
+        trainer._log_advantages("train", est, groups, answers)
+    assert "equals GRPO" not in caplog.text
+    assert trainer._metrics["train"]["scavenger/latent_reward_constant_frac"][-1] < 1.0
+    assert (est.advantages - get_estimator("grpo")(graded, groups, None).advantages).abs().max() > 0.1
+
+
+def _replay_trainer(tmp_path, model_state, tok, dataset, kind):
+    args = config(tmp_path, max_steps=1, carousel_loss=kind, carousel_batch_size=4)
+    trainer = make_trainer(model_state, tok, dataset, args)
+    model = trainer.model
+    prompt = torch.tensor(tok("3 4=", add_special_tokens=False)["input_ids"])
+    completion = torch.tensor(tok("3,7>7", add_special_tokens=False)["input_ids"])
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prompt, completion]).unsqueeze(0)).logits[0, len(prompt) - 1 : -1]
+        now = torch.log_softmax(logits.float() / trainer.temperature, -1).gather(1, completion[:, None]).squeeze(1)
+    return trainer, prompt, completion, now
+
+
+@pytest.mark.parametrize("kind", ["one_sided", "mse"])
+def test_one_sided_carousel_never_pushes_down_a_success_the_policy_prefers(tmp_path, tok, model_state, dataset, kind):
+    trainer, prompt, completion, now = _replay_trainer(tmp_path, model_state, tok, dataset, kind)
+    # stored log-probs 0.5 below today's: the policy already prefers this success more than when it was stored
+    trainer.carousel.add(prompt, completion, now - 0.5, reward=1.0)
+    trainer.model.zero_grad()
+    term = trainer._carousel_term(trainer.model)
+    term.backward()
+    grad = sum(p.grad.abs().sum().item() for p in trainer.model.parameters() if p.grad is not None)
+    if kind == "one_sided":
+        assert term.item() == 0.0 and grad == 0.0
+    else:  # the seed's two-sided MSE pulls the success's probability back down towards the stored one
+        assert term.item() == pytest.approx(0.25, rel=1e-3) and grad > 0
+    # where today's log-prob fell below the stored one, the one-sided pull acts and raises it
+    trainer.carousel.entries.clear()
+    trainer.carousel.add(prompt, completion, now + 0.5, reward=1.0)
+    trainer.model.zero_grad()
+    term = trainer._carousel_term(trainer.model)
+    assert term.item() == pytest.approx(0.25, rel=1e-3)
+    term.backward()
+    assert sum(p.grad.abs().sum().item() for p in trainer.model.parameters() if p.grad is not None) > 0
+    assert trainer._metrics["train"]["scavenger/carousel_below_frac"][-1] == 1.0
+
+
+def test_pg_carousel_weights_by_truncated_ratio_and_reward_above_the_batch(tmp_path, tok, model_state, dataset):
+    trainer, prompt, completion, now = _replay_trainer(tmp_path, model_state, tok, dataset, "pg")
+    trainer.carousel.add(prompt, completion, now - 2.0, reward=1.0)  # ratio e^2 > cap 2: truncated
+    inputs = {"scavenger_reward": torch.tensor([0.0, 0.5])}  # batch mean 0.25: advantage 0.75
+    term = trainer._carousel_term(trainer.model, inputs)
+    assert term.item() == pytest.approx(-(2.0 * 0.75 * now).mean().item(), rel=1e-4)
+
+
+def test_entropy_bonus_does_not_follow_the_grpo_warmup_weight(tmp_path, tok, model_state, dataset):
+    """During the RL warm-up (GRPO weight 0) TRL's entropy bonus, which lives inside the GRPO loss, would be 0;
+    the correction keeps it at its coefficient; `entropy_follows_grpo_weight` restores the seed's behaviour."""
+    losses = {}
+    for follows in (False, True):
+        args = config(
+            tmp_path / str(follows),
+            max_steps=1,
+            rl_warmup_steps=5,
+            ce_loss_weight=0.0,
+            carousel_weight=0.0,
+            entropy_coef=0.1,
+            entropy_follows_grpo_weight=follows,
+        )
+        trainer = make_trainer(model_state, tok, dataset, args)
+        trainer.train()
+        losses[follows] = trainer.state.log_history[0]["loss"]
+        entropy = trainer.state.log_history[0]["entropy"]
+    assert losses[True] == 0.0
+    assert losses[False] == pytest.approx(-0.1 * entropy, rel=0.05)
+
+
+def test_resume_under_another_world_size_is_refused(tmp_path, tok, model_state, dataset):
+    from open_r1_ext.core.checkpoint import save_extra_state
+
+    trainer = make_trainer(model_state, tok, dataset, config(tmp_path, max_steps=1))
+    trainer.state.global_step = 1
+    save_extra_state(trainer, None, "token_scavenger", {"carousel": trainer.carousel.state_dict()}, per_process=True)
+    path = tmp_path / "checkpoint-1" / "open_r1_ext_token_scavenger_rank0.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["world_size"] = 2  # as if two processes had written their buffers
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="written by 2 processes; resuming with 1"):
+        trainer._load_optimizer_and_scheduler(str(tmp_path / "checkpoint-1"))
+
+
+def test_tree_estimator_shares_the_token_adaptive_tree_credit(tmp_path, tok, model_state, dataset):
+    """`advantage_estimator: tree` with token-adaptive sampling: latent groups are the prefix nodes, credited per
+    token (the token-adaptive trainer's `core.advantages.tree_token_advantages`)."""
+    from open_r1_ext.core.advantages import expand_token_advantages, tree_token_advantages
+
+    with pytest.raises(ValueError, match="set use_token_adaptive"):
+        config(tmp_path, advantage_estimator="tree")
+    args = config(
+        tmp_path, max_steps=1, advantage_estimator="tree", use_token_adaptive=True, first_rollout_fraction=0.5
+    )
+    trainer = make_trainer(model_state, tok, dataset, args, cls=Recording)
+    trainer.train()
+    out = trainer.recorded[0]
+    mask = out["completion_mask"].bool()
+    texts = tok.batch_decode([ids[m] for ids, m in zip(out["completion_ids"], mask)], skip_special_tokens=True)
+    rewards = torch.tensor(parity_reward(texts))
+    parts = tree_token_advantages(rewards, out["prefix_ids"] // 4, out["prefix_ids"], out["prefix_lengths"])
+    expected = expand_token_advantages(parts, out["completion_ids"].size(1)).clamp(-5.0, 5.0)
+    assert out["advantages"].shape == expected.shape
+    assert torch.allclose(out["advantages"], expected, atol=1e-4)

@@ -135,6 +135,29 @@ def partial_credit_reward(completions, answer, **kwargs) -> list[float]:
     return out
 
 
+@register_reward("scratchpad_steps")
+def scratchpad_steps_reward(completions, prompts=None, answer=None, **kwargs) -> list[float]:
+    """Graded credit on the built-in scratchpad task: (column steps written correctly in place + exact final
+    answer) / (columns + 1), in [0, 1]. A step is `x+y+c=ss` for one column, carry included, checked against the
+    prompt; so two rollouts with the same final answer differ when one got there through wrong column sums. On a
+    prompt that is not a scratchpad addition it is `exact_match`.
+    """
+    out = []
+    for i, c in enumerate(completions):
+        text = completion_text(c)
+        right = float(answer is not None and tasks_mod.extract_answer(text) == str(answer[i]))
+        prompt = prompts[i] if prompts is not None else None
+        prompt = prompt if isinstance(prompt, str) else completion_text(prompt[-1]) if prompt else ""
+        steps = tasks_mod.scratchpad_steps(prompt)
+        if not steps:
+            out.append(right)
+            continue
+        written = text.rsplit(tasks_mod.ANSWER_MARK, 1)[0].split(",")
+        hits = sum(w.strip() == s for w, s in zip(written, steps))
+        out.append((hits + right) / (len(steps) + 1))
+    return out
+
+
 def resolve_reward(name: str) -> RewardFunc:
     """A registered name, or a dotted import path `pkg.mod:fn` / `pkg.mod.fn`."""
     if name in REWARD_FUNCS:

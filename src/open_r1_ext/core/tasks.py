@@ -54,6 +54,20 @@ def _addition(rng: random.Random, digits: int, scratch: bool) -> tuple[str, str,
     return prompt, completion, answer
 
 
+def scratchpad_steps(prompt: str) -> list[str] | None:
+    """The correct column steps (`"7+6+0=13"`, ...) of an `addition_scratch` prompt `"347+286="`, else None."""
+    body = prompt.strip().rstrip("=")
+    a, plus, b = body.partition("+")
+    if not plus or not (a.isdigit() and b.isdigit()) or len(a) != len(b):
+        return None
+    steps, carry = [], 0
+    for x, y in zip(a[::-1], b[::-1]):
+        total = int(x) + int(y) + carry
+        steps.append(f"{x}+{y}+{carry}={total:02d}")
+        carry = total // 10
+    return steps
+
+
 def _running_sum(rng: random.Random, length: int) -> tuple[str, str, str]:
     xs = [rng.randrange(1, 10) for _ in range(length)]
     prompt = " ".join(map(str, xs)) + "="

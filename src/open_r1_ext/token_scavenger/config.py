@@ -10,6 +10,10 @@ from open_r1_ext.token_adaptive.config import TokenAdaptiveConfig
 from .grouping import GROUPING_KEYS
 
 
+TREE = "tree"  # the token-level estimator on the prefix tree (core.advantages.tree_token_advantages)
+CAROUSEL_LOSSES = ("one_sided", "mse", "pg")
+
+
 def grpo_weight_schedule(step: int, warmup_steps: int, ramp_steps: int, target: float) -> float:
     """GRPO loss weight at optimizer step `step` (0-based): 0 for `warmup_steps` steps, then `target * j /
     ramp_steps` at the j-th step after them (j = 1, 2, ...), `target` from then on (at once when `ramp_steps` is 0)."""
@@ -30,7 +34,11 @@ class TokenScavengerConfig(TokenAdaptiveConfig):
     )
     advantage_estimator: str = field(
         default="two_level",
-        metadata={"help": f"Advantage estimator, one of {sorted(ESTIMATORS)}; `grpo` keeps TRL's advantages."},
+        metadata={
+            "help": f"Advantage estimator, one of {sorted([*ESTIMATORS, TREE])}; `grpo` keeps TRL's advantages; "
+            "`tree` is the token-level two-level estimate on the token-adaptive prefix tree "
+            "(core.advantages.tree_token_advantages: latent groups = prefix nodes; needs use_token_adaptive)."
+        },
     )
     grouping_key: str = field(
         default="prefix",
@@ -50,14 +58,28 @@ class TokenScavengerConfig(TokenAdaptiveConfig):
         default=2, metadata={"help": "`hidden` key: k-means clusters per prompt group (at most num_generations)."}
     )
     carousel_weight: float = field(
-        default=0.1, metadata={"help": "Weight of the carousel MSE between current and stored log-probs (0: off)."}
+        default=0.1,
+        metadata={"help": "Weight of the carousel replay term (carousel_loss) on stored successes (0: off)."},
+    )
+    carousel_loss: str = field(
+        default="one_sided",
+        metadata={
+            "help": f"Carousel replay term, one of {CAROUSEL_LOSSES}: `one_sided` pulls a stored success's token "
+            "log-probs up only where they fell below the stored ones (mean of relu(stored - now)^2); `mse` is the "
+            "seed's two-sided (now - stored)^2 (also pushes down successes the policy came to prefer); `pg` an "
+            "off-policy policy gradient on the stored successes, each token weighted by min(pi_now / mu_stored, "
+            "carousel_ratio_cap) and by the success's reward above the current batch's mean."
+        },
+    )
+    carousel_ratio_cap: float = field(
+        default=2.0, metadata={"help": "`pg` carousel: truncation of the per-token ratio pi_now / mu_stored."}
     )
     carousel_size: int = field(default=256, metadata={"help": "Carousel capacity (rollouts, oldest evicted)."})
     carousel_reward_threshold: float = field(
         default=1.0, metadata={"help": "A rollout whose total weighted reward is >= this enters the carousel."}
     )
     carousel_batch_size: int = field(
-        default=16, metadata={"help": "Rollouts replayed per micro-batch for the carousel MSE."}
+        default=8, metadata={"help": "Rollouts replayed per micro-batch for the carousel term (cost: one forward)."}
     )
     ce_loss_weight: float = field(
         default=1.0,
@@ -79,6 +101,14 @@ class TokenScavengerConfig(TokenAdaptiveConfig):
         default=None,
         metadata={"help": "If set (seed: 0.15), TRL's entropy_target becomes this * ln(vocab size)."},
     )
+    entropy_follows_grpo_weight: bool = field(
+        default=False,
+        metadata={
+            "help": "TRL's entropy bonus sits inside the GRPO loss, so the warm-up weight w_grpo scales it (0 during "
+            "the warm-up). False (default): the bonus is added back with weight 1 - w_grpo, so it applies at its "
+            "coefficient throughout; true: the seed's behaviour (the bonus scaled with GRPO)."
+        },
+    )
     # TRL fields whose defaults change: the seed's entropy control and KL-free loss.
     use_adaptive_entropy: bool = field(
         default=True, metadata={"help": "TRL's adaptive entropy control (Skywork-OR1), on as in the seed."}
@@ -90,10 +120,20 @@ class TokenScavengerConfig(TokenAdaptiveConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.advantage_estimator not in ESTIMATORS:
+        if self.advantage_estimator not in ESTIMATORS and self.advantage_estimator != TREE:
             raise ValueError(
-                f"advantage_estimator must be one of {sorted(ESTIMATORS)}, got {self.advantage_estimator!r}"
+                f"advantage_estimator must be one of {sorted([*ESTIMATORS, TREE])}, got {self.advantage_estimator!r}"
             )
+        if self.advantage_estimator == TREE:
+            if not self.use_token_adaptive:
+                raise ValueError(
+                    "advantage_estimator='tree' credits the token-adaptive prefix tree: set use_token_adaptive"
+                )
+            self.tree_advantages = True
+        if self.carousel_loss not in CAROUSEL_LOSSES:
+            raise ValueError(f"carousel_loss must be one of {CAROUSEL_LOSSES}, got {self.carousel_loss!r}")
+        if self.carousel_ratio_cap < 1.0:
+            raise ValueError(f"carousel_ratio_cap must be >= 1, got {self.carousel_ratio_cap!r}")
         if self.grouping_key not in GROUPING_KEYS:
             raise ValueError(f"grouping_key must be one of {sorted(GROUPING_KEYS)}, got {self.grouping_key!r}")
         if self.advantage_estimator != "grpo":

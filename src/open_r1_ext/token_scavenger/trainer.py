@@ -47,7 +47,7 @@ from open_r1_ext.token_adaptive.trainer import TokenAdaptiveGRPOTrainer
 
 from . import rewards as _shaped_rewards  # noqa: F401  (registers the shaped rewards by name)
 from .carousel import CarouselBuffer, pad_replay_batch
-from .config import TokenScavengerConfig, grpo_weight_schedule
+from .config import TREE, TokenScavengerConfig, grpo_weight_schedule
 from .grouping import KEY_NEEDS, LatentBatch, get_grouping_key
 
 
@@ -91,7 +91,7 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         if not isinstance(self.args, TokenScavengerConfig):
             raise TypeError(f"{type(self).__name__} needs a TokenScavengerConfig, got {type(self.args).__name__}")
         args = self.args
-        self.estimator = get_estimator(args.advantage_estimator)
+        self.estimator = None if args.advantage_estimator == TREE else get_estimator(args.advantage_estimator)
         self.grouping_key = get_grouping_key(args.grouping_key)
         self.carousel = CarouselBuffer(args.carousel_size, seed=args.seed + self.accelerator.process_index)
         if args.entropy_target_vocab_fraction is not None:
@@ -99,8 +99,9 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
             vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
             # TRL's controller reads `args.entropy_target` at every step
             args.entropy_target = args.entropy_target_vocab_fraction * math.log(vocab)
-        self._keep_logps = False  # set around the GRPO loss forward so its log-probs can be admitted
+        self._keep_logps = False  # set around the GRPO loss forward: its log-probs (carousel) and entropies
         self._kept_logps = None
+        self._warned_constant_groups = False
         self._warned_no_reference = False
 
     # ---- advantages ---------------------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         process_slice = slice(self.accelerator.process_index * local_n, (self.accelerator.process_index + 1) * local_n)
         rewards = self.gathered_rewards(rewards_per_func.to(device))  # (N,)
 
-        if self.args.advantage_estimator != "grpo":
+        if self.args.advantage_estimator not in ("grpo", TREE):
             num_generations = self.num_generations if mode == "train" else self.num_generations_eval
             group_ids = torch.arange(rewards.numel(), device=device) // num_generations
             if self.args.advantage_estimator in USES_LATENT_GROUPS:
@@ -137,7 +138,8 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
             ).to(output["advantages"].dtype)
             self._log_advantages(mode, estimate, group_ids, latent_ids)
         else:
-            super().shape_batch(output, gathered, log_ratios, adaptive)  # GRPO's (token-adaptive: tree credit)
+            # GRPO's, or on token-adaptive steps the tree credit (`tree`, or tree_advantages with `grpo`)
+            super().shape_batch(output, gathered, log_ratios, adaptive)
             if self.args.advantage_clamp_max is not None:
                 clamp = self.args.advantage_clamp_max
                 output["advantages"] = output["advantages"].clamp(-clamp, clamp)
@@ -180,10 +182,13 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
 
     @torch.no_grad()
     def _pooled_hidden(self, output) -> torch.Tensor:
-        """Last-layer hidden states mean-pooled over completion tokens, `(B, H)` (one extra no-grad forward)."""
+        """Last-layer hidden states mean-pooled over completion tokens, `(B, H)` (one extra no-grad forward, without
+        the full-vocabulary logits)."""
         input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
-        hidden = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        # logits_to_keep=1: the hidden states are what is wanted, not full-vocabulary logits at every position
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1)
+        hidden = out.hidden_states[-1]
         c_mask = output["completion_mask"].unsqueeze(-1).to(hidden.dtype)
         c_hidden = hidden[:, -output["completion_ids"].size(1) :]
         return ((c_hidden * c_mask).sum(1) / c_mask.sum(1).clamp(min=1.0)).float()
@@ -198,6 +203,25 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
             num_prompts = int(group_ids.max().item()) + 1
             m["scavenger/latent_groups_per_prompt"].append(counts.numel() / num_prompts)
             m["scavenger/singleton_frac"].append((counts[inverse] == 1).float().mean().item())
+            # a latent group whose rollouts all have one reward adds no micro signal; when every group is like that
+            # (e.g. the `answer` key with a reward that depends on the answer only) the estimate is GRPO's
+            multi = counts[inverse] > 1
+            constant = multi & (estimate.micro == 0)
+            share = constant.float().sum() / multi.float().sum().clamp(min=1.0)
+            m["scavenger/latent_reward_constant_frac"].append(share.item())
+            if (
+                mode == "train"
+                and bool(multi.any())
+                and bool((constant == multi).all())
+                and not self._warned_constant_groups
+            ):
+                self._warned_constant_groups = True
+                logger.warning(
+                    "TokenScavenger: every latent group of this batch (%s key) is reward-constant, so the two-level "
+                    "estimate equals GRPO's advantages; use a reward that differs inside a latent group (e.g. "
+                    "`scratchpad_steps`) or another grouping key",
+                    self.args.grouping_key,
+                )
 
     # ---- CE anchor ----------------------------------------------------------------------------------------------
 
@@ -261,12 +285,12 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
 
     def _get_per_token_logps_and_entropies(self, *args, **kwargs):
         out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        if self._keep_logps:
-            self._kept_logps = out[0].detach()
+        if self._keep_logps and self._kept_logps is None:  # the GRPO loss forward: its log-probs and entropies
+            self._kept_logps = (out[0].detach(), out[1])
         return out
 
-    def _carousel_mse(self, model) -> torch.Tensor | None:
-        """MSE between the current and stored log-probs over the completion tokens of a replay batch `(R, C)`."""
+    def _carousel_term(self, model, inputs=None) -> torch.Tensor | None:
+        """The carousel replay term (`carousel_loss`) on a sampled replay batch `(R, C)`; None when it is empty."""
         entries = self.carousel.sample(self.args.carousel_batch_size)
         if not entries:
             return None
@@ -275,7 +299,42 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
             model, batch["input_ids"], batch["attention_mask"], batch["logits_to_keep"]
         )
         mask = batch["completion_mask"].float()
-        return (((logps - batch["old_logps"]) ** 2) * mask).sum() / mask.sum().clamp(min=1.0)
+        stored = batch["old_logps"]
+        below = ((logps.detach() < stored).float() * mask).sum() / mask.sum().clamp(min=1.0)
+        self._metrics["train"]["scavenger/carousel_below_frac"].append(below.item())
+        kind = self.args.carousel_loss
+        if kind == "mse":  # the seed's: also pushes down a success the policy now prefers
+            per_token = (logps - stored) ** 2
+        elif kind == "one_sided":  # replay of successes: pull up only what fell below its stored log-prob
+            per_token = torch.relu(stored - logps) ** 2
+        else:  # "pg": truncated importance-weighted policy gradient on stored successes
+            ratio = torch.exp(logps.detach() - stored).clamp(max=self.args.carousel_ratio_cap)
+            baseline = inputs["scavenger_reward"].float().mean() if inputs is not None else 0.0
+            rewards = torch.tensor([e["reward"] for e in entries], device=logps.device)
+            advantage = (rewards - baseline).clamp(min=0.0).unsqueeze(1)
+            per_token = -ratio * advantage * logps
+        return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+
+    def _entropy_correction(self, inputs, entropies, weight: float) -> torch.Tensor | None:
+        """`-(1 - w) * c * H`: with it, TRL's entropy bonus (which sits inside the GRPO loss that `w` scales) acts
+        at its own coefficient `c` whatever the GRPO weight (`entropy_follows_grpo_weight: false`). `H` and `c` as
+        TRL forms them: the mean entropy over completion tokens, the coefficient of the previous optimizer step
+        (0 while the adaptive controller's last entropy is above target)."""
+        if self.args.entropy_follows_grpo_weight or weight == 1.0 or entropies is None:
+            return None
+        if not self._entropy_bonus_enabled:
+            return None
+        if self.use_adaptive_entropy:
+            coef = self.entropy_coef if self._last_world_entropy <= self.args.entropy_target else 0.0
+        else:
+            coef = self.entropy_coef
+        if coef == 0.0:
+            return None
+        mask = inputs["completion_mask"].float()
+        if inputs.get("tool_mask") is not None:
+            mask = mask * inputs["tool_mask"]
+        h = (entropies * mask).sum() / mask.sum().clamp(min=1.0)
+        return -(1.0 - weight) * coef * h
 
     def _admit(self, inputs, logps):
         """Store this micro-batch's admitted rollouts with the log-probs they have now (before the update)."""
@@ -301,20 +360,20 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         if args.ce_loss_weight > 0 and "ce_rows" in inputs:
             terms["scavenger/ce_loss"] = (args.ce_loss_weight, self.reference_ce(reference) if reference else zero)
         if self.model.training and args.carousel_weight > 0 and "scavenger_admit" in inputs:
-            mse = self._carousel_mse(model)  # replayed before this batch is admitted
-            terms["scavenger/carousel_mse"] = (args.carousel_weight, mse if mse is not None else zero)
+            term = self._carousel_term(model, inputs)  # replayed before this batch is admitted
+            terms["scavenger/carousel_loss"] = (args.carousel_weight, term if term is not None else zero)
         return terms
 
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
         args = self.args
         carousel_on = mode == "train" and args.carousel_weight > 0 and "scavenger_admit" in inputs
-        self._keep_logps, self._kept_logps = carousel_on, None
+        self._keep_logps, self._kept_logps = True, None
         try:
             grpo_loss = super()._compute_loss(model, inputs)
         finally:
             self._keep_logps = False
-        kept, self._kept_logps = self._kept_logps, None
+        (kept, entropies), self._kept_logps = self._kept_logps or (None, None), None
 
         if mode == "train":
             weight = grpo_weight_schedule(
@@ -323,6 +382,9 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         else:
             weight = args.grpo_loss_weight
         loss = weight * grpo_loss
+        correction = self._entropy_correction(inputs, entropies, weight) if mode == "train" else None
+        if correction is not None:
+            loss = loss + correction
         metrics = self._metrics[mode]
         metrics["scavenger/grpo_weight"].append(weight)
         metrics["scavenger/grpo_loss"].append(self.accelerator.gather(grpo_loss.detach()).mean().item())
