@@ -9,9 +9,12 @@ dropped as warm-up) with its ratio to vanilla. Variants:
 
 - `grpo`: TRL's GRPOTrainer (the reference);
 - `token_adaptive (off)`: TokenAdaptiveGRPOTrainer with `use_token_adaptive: false` (target ≤ 1.03×);
+- `token_adaptive (on)`: the token-adaptive sampler at its defaults (relative branch points, on-policy continuations,
+  tree credit): its step time includes its extra `generate` rounds and samples fewer tokens;
 - `token_scavenger two_level`: TokenScavenger's two-level advantages only, no carousel (target ≤ 1.03×);
-- `token_scavenger two_level+carousel`: the same plus the carousel, 16 replayed rollouts a step (target ≤ 1.15×);
-- `... (replay 8)`: the carousel with 8 replayed rollouts a step.
+- `token_scavenger two_level+carousel`: the same plus the carousel at its defaults (one-sided pull, 8 replayed
+  rollouts a step; target ≤ 1.15×);
+- `... (replay 16)`: the carousel with the seed's 16 replayed rollouts a step.
 """
 
 from __future__ import annotations
@@ -32,17 +35,18 @@ import torch  # noqa: E402
 
 
 RECIPE = str(ROOT / "recipes" / "testbed_scratch.yaml")
-TWO_LEVEL = ["--advantage_estimator", "two_level", "--grouping_key", "prefix", "--prefix_tokens", "8"]
+TWO_LEVEL = ["--advantage_estimator", "two_level", "--grouping_key", "prefix", "--prefix_tokens", "16"]
 TWO_LEVEL += ["--ce_loss_weight", "0", "--rl_warmup_steps", "0", "--rl_ramp_steps", "0", "--grpo_loss_weight", "1.0"]
 TWO_LEVEL += ["--use_adaptive_entropy", "false"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "grpo": ("grpo", []),
     "token_adaptive (off)": ("token_adaptive", ["--use_token_adaptive", "false"]),
     "token_scavenger two_level": ("token_scavenger", [*TWO_LEVEL, "--carousel_weight", "0"]),
+    "token_adaptive (on)": ("token_adaptive", []),  # the defaults: relative branching, on-policy, tree credit
     "token_scavenger two_level+carousel": ("token_scavenger", [*TWO_LEVEL, "--carousel_weight", "0.1"]),
-    "token_scavenger two_level+carousel (replay 8)": (
+    "token_scavenger two_level+carousel (replay 16)": (
         "token_scavenger",
-        [*TWO_LEVEL, "--carousel_weight", "0.1", "--carousel_batch_size", "8"],
+        [*TWO_LEVEL, "--carousel_weight", "0.1", "--carousel_batch_size", "16"],
     ),
 }
 
@@ -80,6 +84,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = ap.parse_args(argv)
+    if args.steps < 4:
+        ap.error(f"--steps must be >= 4 (the first 2 steps of every run are dropped as warm-up), got {args.steps}")
     torch.set_num_threads(1)
     times: dict[str, list[float]] = {v: [] for v in args.variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +97,7 @@ def main(argv=None):
                     f"round {r + 1}/{args.rounds} {v}: median so far {statistics.median(times[v]):.4f} s", flush=True
                 )
     base = statistics.median(times["grpo"]) if "grpo" in times else None
-    print(f"\nmedian step_time over {args.rounds} rounds x {args.steps - 2} steps (builtin:running_sum, 64 rollouts)")
+    print(f"\nmedian step_time over {args.rounds} rounds x {args.steps - 2} steps (testbed (b), 64 rollouts a step)")
     print("| variant | s/step (median) | IQR | × vanilla |")
     print("|---|---|---|---|")
     for v, ts in times.items():

@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> dict:
         storage=storage,
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
     )
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
+    # A sampler seeded the same way on every call would draw trial 0's parameters again after a resume: seed it
+    # by how far the study has got, so a resumed search is still deterministic but continues where it stopped.
+    study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
     todo = max(search.max_trials - done, 0)
     print(f"[search] {storage}: {done} finished trials, running {todo} more", flush=True)
     if todo:

@@ -141,13 +141,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--dataset_config", default=None)
     ap.add_argument("--split", default="test")
     ap.add_argument("--system_prompt", default=None)
-    ap.add_argument("--n", type=int, default=256, help="problems to score (the first n)")
+    ap.add_argument(
+        "--n", type=int, default=512, help="problems to score (the first n; the launch script's builtin_eval_samples)"
+    )
     ap.add_argument("--num_samples", type=int, default=1, help="samples per problem")
     ap.add_argument("--k", type=int, nargs="*", default=None, help="pass@k to report (default: num_samples)")
     ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     ap.add_argument("--max_new_tokens", type=int, default=None, help="default: the task's length, or 1024 for math")
     ap.add_argument("--batch_size", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seed", type=int, default=0, help="the launch script's builtin_data_seed: same problems, same draws"
+    )
     ap.add_argument("--warm_start_steps", type=int, default=150, help="for builtin:<task> models")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     ap.add_argument("--out", default=None, help="also write the JSON result here")

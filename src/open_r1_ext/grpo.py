@@ -13,6 +13,7 @@ after training, and it always writes `results.json` and `reward.png` into `outpu
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import sys
@@ -33,9 +34,9 @@ from transformers import AutoModelForCausalLM, TrainerCallback, set_seed  # noqa
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 from trl import ModelConfig, TrlParser, get_peft_config  # noqa: E402
 
-from open_r1_ext.core.configs import GRPOScriptArguments, check_recipe_types  # noqa: E402
+from open_r1_ext.core.configs import GRPOScriptArguments, UserError, check_ranges, check_recipe_types  # noqa: E402
 from open_r1_ext.core.data import load_datasets, load_tokenizer  # noqa: E402
-from open_r1_ext.core.rewards import get_reward_funcs  # noqa: E402
+from open_r1_ext.core.rewards import get_reward_funcs, nonfinite_counts  # noqa: E402
 from open_r1_ext.core.summary import (  # noqa: E402
     HeldOutEvaluator,
     RunSummaryCallback,
@@ -127,15 +128,39 @@ def _setup(training_args) -> None:
 def _last_checkpoint(script_args, training_args) -> str | None:
     if not (script_args.resume and os.path.isdir(training_args.output_dir)):
         return None
-    last = get_last_checkpoint(training_args.output_dir)
-    if last is not None:
-        print(f"[resume] Resuming from checkpoint {last}", flush=True)
-    return last
+    return get_last_checkpoint(training_args.output_dir)
+
+
+def finished_run(script_args, training_args, last_checkpoint: str | None) -> str | None:
+    """A message when `output_dir` already holds this run finished at `max_steps` (rerunning it would train past
+    its end and overwrite its results), else None. Only with `resume` (the default)."""
+    if not script_args.resume or training_args.max_steps <= 0:
+        return None
+    out = training_args.output_dir
+    step = None
+    if last_checkpoint is not None:
+        with open(os.path.join(last_checkpoint, "trainer_state.json")) as f:
+            step = json.load(f).get("global_step")
+    elif os.path.exists(os.path.join(out, "results.json")):
+        with open(os.path.join(out, "results.json")) as f:
+            step = json.load(f).get("global_step")
+    if step is None or step < training_args.max_steps:
+        return None
+    return (
+        f"{out} already holds a finished run: step {step} of max_steps {training_args.max_steps} (see "
+        f"{os.path.join(out, 'results.json')}). Nothing to train. To continue training it, raise --max_steps; to "
+        "train again from scratch (overwriting it), pass --resume false or choose another --output_dir."
+    )
 
 
 def build_inputs(trainer_cls, script_args, training_args, model_args) -> dict:
     """What the trainer is built from: `model`, `processing_class`, `dataset` (a DatasetDict), `task` (the built-in
-    task or None) and `reward_funcs`, following the trainer's launch protocol (`open_r1_ext.trainers`)."""
+    task or None) and `reward_funcs`, following the trainer's launch protocol (`open_r1_ext.trainers`). Cheap checks
+    come first (reward names, the dataset), the model last: a mistake is found before a warm start is trained."""
+    # A trainer that brings its own reward (the RLAIF teacher) may run with `reward_funcs: []`.
+    own_reward = getattr(trainer_cls, "provides_reward_funcs", False)
+    wanted = script_args.reward_funcs or not own_reward
+    reward_funcs = get_reward_funcs(script_args.reward_funcs) if wanted else []
     build = getattr(trainer_cls, "build_model_and_data", None)
     if build is not None:  # its "model" and "data" are not a causal LM and prompts (char-level game, compression)
         built = build(script_args, training_args, model_args)
@@ -143,12 +168,14 @@ def build_inputs(trainer_cls, script_args, training_args, model_args) -> dict:
         inputs.update(dataset=built["dataset"], task=None)
     else:
         dataset, task = load_datasets(script_args)
+        if script_args.dataset_train_split not in dataset:
+            raise UserError(
+                f"dataset {script_args.dataset_name!r} has no split {script_args.dataset_train_split!r} (splits: "
+                f"{list(dataset)}); set dataset_train_split"
+            )
         model, tokenizer = get_model_and_tokenizer(script_args, training_args, model_args)
         inputs = {"model": model, "processing_class": tokenizer, "dataset": dataset, "task": task}
-    # A trainer that brings its own reward (the RLAIF teacher) may run with `reward_funcs: []`.
-    own_reward = getattr(trainer_cls, "provides_reward_funcs", False)
-    wanted = script_args.reward_funcs or not own_reward
-    inputs["reward_funcs"] = get_reward_funcs(script_args.reward_funcs) if wanted else []
+    inputs["reward_funcs"] = reward_funcs
     return inputs
 
 
@@ -163,6 +190,8 @@ def _report(trainer, summary: RunSummaryCallback, results: dict, script_args, tr
         )
     if hasattr(trainer, "summary_results"):  # trainer-specific figures (e.g. val bits/char, compression ratio)
         results.update(trainer.summary_results())
+    results["global_step"] = trainer.state.global_step
+    results["nonfinite_rewards"] = nonfinite_counts(getattr(trainer, "reward_funcs", []))
     path = write_results(training_args.output_dir, summary, results)
     if script_args.plot:
         out = training_args.output_dir
@@ -178,10 +207,21 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     _setup(training_args)
     state = PartialState()
     last_checkpoint = _last_checkpoint(script_args, training_args)
+    done = finished_run(script_args, training_args, last_checkpoint)
+    if done is not None:
+        print(f"[done] {done}", flush=True)
+        return {"finished": True, "output_dir": training_args.output_dir}
+    if last_checkpoint is not None:
+        print(f"[resume] Resuming from checkpoint {last_checkpoint}", flush=True)
     _, trainer_cls = get_trainer_classes(script_args.trainer_type)
+    preflight = getattr(trainer_cls, "preflight", None)
+    if preflight is not None:  # the trainer's own checks that need no model (an API key, an endpoint)
+        preflight(script_args, training_args)
     inputs = build_inputs(trainer_cls, script_args, training_args, model_args)
     dataset, task = inputs["dataset"], inputs["task"]
     summary = RunSummaryCallback(_heldout_evaluator(inputs["processing_class"], task, script_args))
+    if last_checkpoint is not None:
+        summary.load(last_checkpoint)  # the curves, tokens and seconds of the steps before the checkpoint
     callbacks = [summary] + ([] if script_args.sampling_seed is None else [_SamplingSeed(script_args.sampling_seed)])
     trainer = trainer_cls(
         model=inputs["model"],
@@ -207,31 +247,68 @@ def main(script_args: GRPOScriptArguments, training_args, model_args: ModelConfi
     return results
 
 
+USAGE = (
+    "usage: python src/open_r1_ext/grpo.py --config RECIPE.yaml [--key value ...]   (recipes/ holds examples; "
+    "--help lists every setting of the recipe's trainer_type)"
+)
+
+
+def _read_recipe(argv: list[str]) -> dict:
+    if "--config" not in argv:
+        return {}
+    i = argv.index("--config")
+    if i + 1 >= len(argv):
+        raise UserError(f"--config needs a recipe file\n{USAGE}")
+    path = argv[i + 1]
+    if not os.path.isfile(path):
+        raise UserError(f"recipe file {path!r} does not exist ({os.path.abspath(path)})")
+    with open(path) as f:
+        try:
+            recipe = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"recipe {path!r} is not valid YAML: {exc}") from None
+    if not isinstance(recipe, dict):
+        raise UserError(f"recipe {path!r} must be a YAML mapping of `key: value` lines")
+    return recipe
+
+
+def _peek(argv: list[str], recipe: dict, key: str, default=None):
+    """`key`'s value from the command line (`--key v` or `--key=v`), else from the recipe, else `default`."""
+    for i, a in enumerate(argv):
+        if a == f"--{key}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(f"--{key}="):
+            return a.split("=", 1)[1]
+    return recipe.get(key, default)
+
+
 def _peek_trainer_type(argv: list[str]) -> tuple[str, dict]:
     """`trainer_type` from the CLI, else from the recipe, else `grpo`; also returns the recipe as a dict."""
-    recipe: dict = {}
-    if "--config" in argv:
-        with open(argv[argv.index("--config") + 1]) as f:
-            recipe = yaml.safe_load(f) or {}
-        if not isinstance(recipe, dict):
-            raise ValueError("A recipe must be a YAML mapping of `key: value` lines")
-    for i, a in enumerate(argv):
-        if a == "--trainer_type" and i + 1 < len(argv):
-            return argv[i + 1], recipe
-        if a.startswith("--trainer_type="):
-            return a.split("=", 1)[1], recipe
-    return recipe.get("trainer_type", "grpo"), recipe
+    recipe = _read_recipe(argv)
+    return _peek(argv, recipe, "trainer_type", "grpo"), recipe
+
+
+def _parser_error(message: str):
+    """argparse's `error` without the pages of usage: the message and where to look."""
+    raise UserError(f"{message}\n(python src/open_r1_ext/grpo.py --config RECIPE.yaml --help lists every setting)")
 
 
 def make_parser(trainer_type: str) -> TrlParser:
     config_cls, _ = get_trainer_classes(trainer_type)
-    return TrlParser((GRPOScriptArguments, config_cls, ModelConfig))
+    parser = TrlParser((GRPOScriptArguments, config_cls, ModelConfig))
+    parser.error = _parser_error
+    return parser
 
 
 def parse_args(argv: list[str] | None = None):
     """Parse a recipe plus CLI flags into `(script_args, training_args, model_args)` with clear errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        raise UserError(USAGE)
     trainer_type, recipe = _peek_trainer_type(argv)
+    if trainer_type not in TRAINERS:
+        raise UserError(f"Unknown trainer_type {trainer_type!r}; known trainer types: {sorted(TRAINERS)}")
+    check_ranges({k: _peek(argv, recipe, k) for k in ("num_generations", "max_completion_length")})
     parser = make_parser(trainer_type)
     check_recipe_types({k: v for k, v in recipe.items() if k != "env"}, parser.dataclass_types)
     known = {a.dest for a in parser._actions}
@@ -241,16 +318,29 @@ def parse_args(argv: list[str] | None = None):
         for k in unknown:
             close = difflib.get_close_matches(k, known, n=1)
             hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
+        raise UserError(
             f"Unknown recipe keys for trainer_type {trainer_type!r}: {', '.join(hints)}. "
             f"Known trainer types: {sorted(TRAINERS)}."
         )
-    return parser.parse_args_and_config(argv)
+    try:
+        return parser.parse_args_and_config(argv)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as exc:  # a config's __post_init__ rejecting a value: the user's to fix
+        raise UserError(f"{type(exc).__name__} in the settings: {exc}") from exc
 
 
-def cli():
-    script_args, training_args, model_args = parse_args()
-    main(script_args, training_args, model_args)
+def cli(argv: list[str] | None = None):
+    """Parse, check and run; a `UserError` prints one message (no traceback unless `OPEN_R1_EXT_DEBUG=1`)."""
+    debug = os.environ.get("OPEN_R1_EXT_DEBUG", "") not in ("", "0")
+    try:
+        script_args, training_args, model_args = parse_args(argv)
+        main(script_args, training_args, model_args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,12 @@ def test_search_is_resumable(recipe, tmp_path):
     second = search.main(["--config", str(p), "--max-trials", "2", "--max_steps", "1"])
     assert second["trials"] == 2 and 0.0 <= second["best_value"] <= 1.0
     assert json.loads((tmp_path / "run" / "best_trial.json").read_text())["trials"] == 2
+    # the resumed study draws new parameters, not trial 0's again (a sampler reseeded alike would repeat them)
+    import optuna
+
+    study = optuna.load_study(study_name="compression", storage=f"sqlite:///{tmp_path / 'run' / 'optuna.db'}")
+    params = [t.params for t in study.trials]
+    assert len(params) == 2 and params[0] != params[1]
 
 
 def test_no_idea_imports_the_launch_script():

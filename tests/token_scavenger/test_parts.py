@@ -44,19 +44,12 @@ def test_carousel_fifo_dedup_and_state():
 
 
 def test_shaped_rewards():
-    import open_r1_ext.token_scavenger.rewards as shaped
-
     assert {"whitespace_penalty", "diversity_bonus", "length_bonus"} <= set(REWARD_FUNCS)
     ws, div, length = get_reward_funcs(["whitespace_penalty", "diversity_bonus", "length_bonus"])
     assert ws(["ab  ", "a   ", "    ", ""]) == pytest.approx([0.0, -0.5, -1.0, 0.0])
     assert div(["x"] * 3, completion_ids=[[1, 1, 2, 3], [4], []]) == pytest.approx([0.75, 1.0, 0.0])
     assert length(["a b c", "x"], completion_ids=None) == pytest.approx([3 / 20, 1 / 20])
     assert length(["x"], completion_ids=[list(range(40))]) == [1.0]
-    # importing the module again (e.g. under another name) does not trip the registry's duplicate check
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("token_scavenger_rewards_again", shaped.__file__)
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def test_config_defaults_and_validation(tmp_path):

@@ -100,7 +100,7 @@ def _finish(advantages, macro, micro, valid, clamp_max) -> AdvantageEstimate:
 def grpo_advantages(rewards, group_ids, latent_ids=None, *, scale=True, omega=1.0, eps=1e-4, clamp_max=None):
     """GRPO (DeepSeekMath): `(r - mean_group) / (std_group + eps)`, `(N,)`; equals `GRPOTrainer` with
     `scale_rewards="group"` (or `"none"` when `scale=False`)."""
-    valid = ~torch.isnan(rewards)
+    valid = torch.isfinite(rewards)
     mean, std, _ = segment_stats(rewards, group_ids, valid)
     adv = rewards - mean
     if scale:
@@ -112,7 +112,7 @@ def grpo_advantages(rewards, group_ids, latent_ids=None, *, scale=True, omega=1.
 def dr_grpo_advantages(rewards, group_ids, latent_ids=None, *, scale=True, omega=1.0, eps=1e-4, clamp_max=None):
     """Mean-only baseline (Dr. GRPO, Liu et al. 2025): `r - mean_group`, `(N,)`; `scale` is ignored, since not
     dividing by the group std is the point (it over-weights near-uniform groups)."""
-    valid = ~torch.isnan(rewards)
+    valid = torch.isfinite(rewards)
     mean, _, _ = segment_stats(rewards, group_ids, valid)
     adv = rewards - mean
     return _finish(adv, adv, torch.zeros_like(adv), valid, clamp_max)
@@ -124,7 +124,7 @@ def rloo_advantages(rewards, group_ids, latent_ids=None, *, scale=True, omega=1.
 
     `scale` is ignored (RLOO is unscaled); a group with one valid rollout has no baseline and gets 0.
     """
-    valid = ~torch.isnan(rewards)
+    valid = torch.isfinite(rewards)
     mean, _, count = segment_stats(rewards, group_ids, valid)
     adv = torch.where(count > 1, (rewards - mean) * count / (count - 1).clamp(min=1.0), torch.zeros_like(rewards))
     return _finish(adv, adv, torch.zeros_like(adv), valid, clamp_max)
@@ -149,7 +149,7 @@ def two_level_advantages(rewards, group_ids, latent_ids, *, scale=True, omega=1.
     group's mean never gets 0 from a degenerate grouping (only an exact cancellation of its macro and micro
     parts can, which needs `r_i - m_i` and `m_i - mean_g` of opposite signs and matching scaled size).
     """
-    valid = ~torch.isnan(rewards)
+    valid = torch.isfinite(rewards)
     # Latent groups never straddle prompt groups: key them by (prompt group, latent label).
     latent = group_ids.to(torch.long) * (int(latent_ids.max().item()) + 1 if latent_ids.numel() else 1) + (
         latent_ids.to(torch.long)
@@ -199,7 +199,7 @@ def tree_token_advantages(
     shares no prefix (a node of one) gets `macro_i + micro_i`, GRPO's advantage, on every token; a batch without
     branches gets exactly GRPO's advantages.
     """
-    valid = ~torch.isnan(rewards)
+    valid = torch.isfinite(rewards)
     g_mean, g_std, _ = segment_stats(rewards, group_ids, valid)
     key = group_ids.to(torch.long) * (int(node_ids.max().item()) + 1 if node_ids.numel() else 1) + node_ids.long()
     n_mean, _, siblings = segment_stats(rewards, key, valid)

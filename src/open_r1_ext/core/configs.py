@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from trl import ScriptArguments
 
 
+class UserError(ValueError):
+    """A mistake in what the user asked for (a recipe, a flag, a file): the launch script prints it without a
+    traceback (set `OPEN_R1_EXT_DEBUG=1` for one). The message says what, where, and how to fix it."""
+
+
 @dataclass
 class GRPOScriptArguments(ScriptArguments):
     """Arguments of `grpo.py` beyond TRL's `ScriptArguments` (dataset name, splits, ...).
@@ -150,3 +155,25 @@ def default_config(config_cls, model, args=None):
     name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
     name = str(name or "model").rstrip("/").split("/")[-1] or "model"
     return config_cls(f"{name}-{config_cls.__name__.removesuffix('Config')}")
+
+
+def check_ranges(values: dict) -> None:
+    """Ranges TRL's config does not check, or checks only with an arithmetic error (`num_generations: 0` is a
+    ZeroDivisionError inside `GRPOConfig`): called on the recipe's and the command line's raw values."""
+    problems = []
+
+    def as_int(key):
+        try:
+            return int(values[key]) if values.get(key) is not None else None
+        except (TypeError, ValueError):
+            return None  # a wrong type is reported by the type check
+
+    num_generations, max_len = as_int("num_generations"), as_int("max_completion_length")
+    if num_generations is not None and num_generations < 2:
+        problems.append(
+            f"num_generations: {num_generations!r}; GRPO compares completions of one prompt, so it needs >= 2"
+        )
+    if max_len is not None and max_len < 1:
+        problems.append(f"max_completion_length: {max_len!r}; a completion needs at least 1 token")
+    if problems:
+        raise UserError("Invalid training settings:\n  " + "\n  ".join(problems))

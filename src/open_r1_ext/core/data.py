@@ -8,6 +8,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from transformers import AutoTokenizer
 
 from . import tasks as tasks_mod
+from .configs import UserError
 
 
 _LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
@@ -29,15 +30,35 @@ def load_any(name: str, config: str | None = None) -> DatasetDict:
     Local files use the `datasets` builder that matches their extension; a `.txt` file becomes one row per line
     in a `text` column. A local file yields a single `train` split.
     """
-    path = Path(name)
+    path = Path(name).expanduser()
     if path.is_file():
         builder = _LOCAL_BUILDERS.get(path.suffix.lower())
         if builder is None:
-            raise ValueError(f"Unsupported local dataset file {name!r}; expected one of {sorted(_LOCAL_BUILDERS)}")
+            raise UserError(f"Unsupported local dataset file {name!r}; expected one of {sorted(_LOCAL_BUILDERS)}")
+        _check_has_rows(path)
         return load_dataset(builder, data_files=str(path))
     if path.is_dir():
         return load_dataset(str(path), config)
+    if _looks_local(name):
+        raise UserError(
+            f"dataset_name {name!r} looks like a local file or folder, but {path.resolve()} does not exist "
+            "(relative paths are read from the directory the command runs in)"
+        )
     return load_dataset(name, config)
+
+
+def _looks_local(name: str) -> bool:
+    """A name the user meant as a path: a known data-file extension, or an explicit path prefix or trailing slash."""
+    return Path(name).suffix.lower() in _LOCAL_BUILDERS or name.startswith((".", "/", "~")) or name.endswith("/")
+
+
+def _check_has_rows(path: Path) -> None:
+    """Fail clearly on a file with no rows (the `datasets` builders fail with StopIteration or 'no data')."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    header = 1 if path.suffix.lower() == ".csv" else 0
+    if path.suffix.lower() != ".parquet" and len(lines) <= header:
+        what = "only a header line" if lines else "no rows"
+        raise UserError(f"dataset file {str(path)!r} has {what}; it needs at least one example")
 
 
 def to_prompt_format(ds: DatasetDict, prompt_column: str = "prompt", system_prompt: str | None = None) -> DatasetDict:
@@ -58,7 +79,7 @@ def to_prompt_format(ds: DatasetDict, prompt_column: str = "prompt", system_prom
         elif "problem" in d.column_names:
             out[split] = d.map(make_conversation)
         else:
-            raise ValueError(
+            raise UserError(
                 f"Dataset split {split!r} has neither a {prompt_column!r} nor a 'problem' column "
                 f"(columns: {d.column_names}); set `prompt_column` in the recipe."
             )
@@ -82,7 +103,7 @@ def load_datasets(script_args) -> tuple[DatasetDict, str | None]:
     elif script_args.dataset_name:
         ds = load_any(script_args.dataset_name, script_args.dataset_config)
     else:
-        raise ValueError("No dataset: set `dataset_name` (hub id, local file, or builtin:<task>)")
+        raise UserError("No dataset: set `dataset_name` (hub id, local file, or builtin:<task>)")
     return to_prompt_format(ds, script_args.prompt_column, script_args.system_prompt), task
 
 

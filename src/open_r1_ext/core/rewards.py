@@ -8,12 +8,16 @@ out of its group statistics. Reward functions are found by name in `REWARD_FUNCS
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import logging
+import math
 import re
 from collections.abc import Callable
 
 from . import tasks as tasks_mod
+from .configs import UserError
 
 
 logger = logging.getLogger(__name__)
@@ -158,6 +162,43 @@ def scratchpad_steps_reward(completions, prompts=None, answer=None, **kwargs) ->
     return out
 
 
+# Shaped rewards (TokenScavenger's seed 000): "tokens" are the policy's completion tokens (`completion_ids`, which
+# TRL passes), or whitespace-separated words when those are absent. `whitespace_penalty` in [-1, 0]: -(share - 0.5)
+# / 0.5 when whitespace is more than half the characters; `diversity_bonus` in [0, 1]: distinct tokens / tokens;
+# `length_bonus` in [0, 1]: min(tokens, 20) / 20.
+WHITESPACE_LIMIT = 0.5
+LENGTH_SATURATION = 20
+
+
+def _tokens(completions, completion_ids):
+    if completion_ids is not None:
+        return [list(ids) for ids in completion_ids]
+    return [completion_text(c).split() for c in completions]
+
+
+@register_reward("whitespace_penalty")
+def whitespace_penalty(completions, **kwargs) -> list[float]:
+    """0 up to 50 % whitespace characters, then linearly down to -1 for an all-whitespace completion."""
+    out = []
+    for c in completions:
+        text = completion_text(c)
+        share = sum(ch.isspace() for ch in text) / len(text) if text else 0.0
+        out.append(-max(0.0, share - WHITESPACE_LIMIT) / (1.0 - WHITESPACE_LIMIT))
+    return out
+
+
+@register_reward("diversity_bonus")
+def diversity_bonus(completions, completion_ids=None, **kwargs) -> list[float]:
+    """Share of distinct tokens in the completion (0 for an empty one)."""
+    return [len(set(t)) / len(t) if t else 0.0 for t in _tokens(completions, completion_ids)]
+
+
+@register_reward("length_bonus")
+def length_bonus(completions, completion_ids=None, **kwargs) -> list[float]:
+    """Completion length in tokens over 20, saturating at 1."""
+    return [min(len(t), LENGTH_SATURATION) / LENGTH_SATURATION for t in _tokens(completions, completion_ids)]
+
+
 def resolve_reward(name: str) -> RewardFunc:
     """A registered name, or a dotted import path `pkg.mod:fn` / `pkg.mod.fn`."""
     if name in REWARD_FUNCS:
@@ -167,17 +208,70 @@ def resolve_reward(name: str) -> RewardFunc:
         try:
             fn = getattr(importlib.import_module(mod_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(f"Could not import reward function {name!r}: {exc}") from exc
+            raise UserError(f"Could not import reward function {name!r}: {exc}") from exc
         if not callable(fn):
-            raise ValueError(f"Reward function {name!r} is not callable")
+            raise UserError(f"Reward function {name!r} is not callable")
         return fn
-    raise ValueError(f"Unknown reward function {name!r}; known: {sorted(REWARD_FUNCS)} or a dotted import path")
+    raise UserError(f"Unknown reward function {name!r}; known: {sorted(REWARD_FUNCS)} or a dotted import path")
 
 
 def get_reward_funcs(names: list[str]) -> list[RewardFunc]:
+    """The named reward functions, each wrapped by `finite_rewards` (non-finite values become counted `None`)."""
     if not names:
-        raise ValueError(f"No reward functions given; known: {sorted(REWARD_FUNCS)}")
-    return [resolve_reward(n) for n in names]
+        raise UserError(f"No reward functions given; known: {sorted(REWARD_FUNCS)}")
+    return [finite_rewards(resolve_reward(n)) for n in names]
+
+
+def _finite_or_none(values, fn_name: str, counter: dict):
+    out = []
+    for v in values:
+        if v is not None and not math.isfinite(float(v)):
+            counter["nonfinite"] += 1
+            if not counter["warned"]:
+                counter["warned"] = True
+                logger.warning(
+                    "Reward function %r returned %r: non-finite rewards are treated as no verdict (None, left out of "
+                    "the group baseline, as TRL treats None) and counted in results.json `nonfinite_rewards`",
+                    fn_name,
+                    v,
+                )
+            v = None
+        out.append(v)
+    return out
+
+
+def finite_rewards(fn: RewardFunc) -> RewardFunc:
+    """`fn` (sync or async) with every non-finite value (inf, -inf, nan) replaced by `None` and counted.
+
+    Without it an infinite reward reaches TRL's group normalisation (GRPO's loss becomes 0 or NaN and the weights
+    are corrupted) while NaN is already handled as "no verdict"; with it both mean the same thing. The wrapper keeps
+    `__name__` (TRL's metric names) and exposes the count as `wrapper.nonfinite_count()`.
+    """
+    if getattr(fn, "_open_r1_ext_finite", False):
+        return fn
+    name = getattr(fn, "__name__", type(fn).__name__)
+    counter = {"nonfinite": 0, "warned": False}
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def wrapper(*args, **kwargs):
+            return _finite_or_none(await fn(*args, **kwargs), name, counter)
+
+    else:
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return _finite_or_none(fn(*args, **kwargs), name, counter)
+
+    wrapper.__name__ = name
+    wrapper._open_r1_ext_finite = True
+    wrapper.nonfinite_count = lambda: counter["nonfinite"]
+    return wrapper
+
+
+def nonfinite_counts(funcs) -> dict[str, int]:
+    """`{reward name: non-finite values replaced}` over `finite_rewards`-wrapped functions (others are left out)."""
+    return {f.__name__: f.nonfinite_count() for f in funcs if hasattr(f, "nonfinite_count")}
 
 
 def splice_reward(funcs, placeholder, reward, reward_weights: list[float] | None = None):
@@ -188,8 +282,9 @@ def splice_reward(funcs, placeholder, reward, reward_weights: list[float] | None
     Returns `(funcs, reward_weights)`; `funcs` may be None, a single function or a list.
     """
     funcs = [] if funcs is None else list(funcs) if isinstance(funcs, (list, tuple)) else [funcs]
-    if placeholder in funcs:
-        return [reward if f is placeholder else f for f in funcs], reward_weights
+    is_placeholder = [getattr(f, "__wrapped__", f) is placeholder for f in funcs]  # also under `finite_rewards`
+    if any(is_placeholder):
+        return [reward if p else f for f, p in zip(funcs, is_placeholder)], reward_weights
     if reward_weights is not None and len(reward_weights) == len(funcs):
         reward_weights = [*reward_weights, 1.0]
     return [*funcs, reward], reward_weights

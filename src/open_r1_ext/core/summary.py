@@ -9,6 +9,7 @@ Evaluation time is kept out of the training seconds. Everything lands in `result
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .evaluation import score_task, summarize_hits
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,13 +80,48 @@ class RunSummaryCallback(TrainerCallback):
         self._t0: float | None = None
         self._last_step = 0
         self._model = None
+        self._seconds_before = 0.0  # restored from a checkpoint on resume
+        self._eval_before = 0.0
+        self.zero_variance_windows = 0
 
     # -- time ---------------------------------------------------------------------------------------------------
     def _seconds(self) -> float:
-        """Wall time since training began, minus the time spent evaluating."""
+        """Training seconds: before a resume (restored) plus wall time since training began, minus evaluation."""
         if self._t0 is None:
-            return 0.0
-        return time.perf_counter() - self._t0 - self.eval_seconds
+            return self._seconds_before
+        return self._seconds_before + time.perf_counter() - self._t0 - (self.eval_seconds - self._eval_before)
+
+    # -- checkpoints: a resumed run's results cover the whole run -------------------------------------------------
+    STATE_FILE = "open_r1_ext_run_summary.json"
+
+    def state_dict(self) -> dict:
+        return {
+            "generated_tokens": self.generated_tokens,
+            "train_seconds": self._seconds(),
+            "eval_seconds": self.eval_seconds,
+            "curve": self.curve,
+            "eval_curve": self.eval_curve,
+            "zero_variance_windows": self.zero_variance_windows,
+        }
+
+    def load(self, checkpoint: str) -> bool:
+        """Restore the curves, token count and seconds saved with `checkpoint` (False when it has none)."""
+        path = Path(checkpoint) / self.STATE_FILE
+        if not path.exists():
+            return False
+        state = json.loads(path.read_text())
+        self.generated_tokens = float(state["generated_tokens"])
+        self._seconds_before = self.train_seconds = float(state["train_seconds"])
+        self.eval_seconds = self._eval_before = float(state["eval_seconds"])
+        self.curve, self.eval_curve = list(state["curve"]), list(state["eval_curve"])
+        self.zero_variance_windows = int(state.get("zero_variance_windows", 0))
+        return True
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / self.STATE_FILE).write_text(json.dumps(_finite(self.state_dict())))
 
     # -- held-out evaluation ------------------------------------------------------------------------------------
     def _evaluate(self, model, step: int) -> None:
@@ -106,13 +145,26 @@ class RunSummaryCallback(TrainerCallback):
             self._evaluate(model, 0)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        every = self.evaluator.every if self.evaluator is not None else 0
-        if every and state.global_step % every == 0 and state.global_step < state.max_steps:
-            self._evaluate(model if model is not None else self._model, state.global_step)
+        if self.evaluator is None:
+            return
+        every, step = self.evaluator.every, state.global_step
+        # the last step is scored here too, before its checkpoint is saved, so a resumed run keeps that point
+        if (every and step % every == 0) or step == state.max_steps:
+            self._evaluate(model if model is not None else self._model, step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "reward" not in logs:
             return
+        if logs.get("frac_reward_zero_std") == 1.0:  # every group of the window had one reward: no signal at all
+            self.zero_variance_windows += 1
+            if self.zero_variance_windows in (1, 10, 100, 1000):
+                logger.warning(
+                    "Step %d: every prompt group of this logging window has zero reward variance, so every advantage "
+                    "is 0 and GRPO learns nothing from it (%d such windows so far); check the reward functions, the "
+                    "task's difficulty or num_generations",
+                    state.global_step,
+                    self.zero_variance_windows,
+                )
         steps = max(state.global_step - self._last_step, 1)
         before, first_step = self.generated_tokens, self._last_step
         self._last_step = state.global_step
@@ -183,6 +235,7 @@ def write_results(output_dir: str, summary: RunSummaryCallback, extra: dict) -> 
         "final_reward": summary.curve[-1]["reward"] if summary.curve else None,
         "curve": summary.curve,
         "eval_curve": summary.eval_curve,
+        "zero_variance_windows": summary.zero_variance_windows,
         **summary.heldout_results(),
         **extra,
     }

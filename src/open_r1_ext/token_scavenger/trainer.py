@@ -45,7 +45,6 @@ from open_r1_ext.core.configs import default_config
 from open_r1_ext.core.rewards import completion_text
 from open_r1_ext.token_adaptive.trainer import TokenAdaptiveGRPOTrainer
 
-from . import rewards as _shaped_rewards  # noqa: F401  (registers the shaped rewards by name)
 from .carousel import CarouselBuffer, pad_replay_batch
 from .config import TREE, TokenScavengerConfig, grpo_weight_schedule
 from .grouping import KEY_NEEDS, LatentBatch, get_grouping_key
@@ -146,8 +145,8 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
 
         if mode == "train" and self.args.carousel_weight > 0:
             local = rewards[process_slice]
-            output["scavenger_admit"] = (local >= self.args.carousel_reward_threshold) & ~torch.isnan(local)
-            output["scavenger_reward"] = torch.nan_to_num(local, nan=0.0)
+            output["scavenger_admit"] = (local >= self.args.carousel_reward_threshold) & torch.isfinite(local)
+            output["scavenger_reward"] = torch.nan_to_num(local, nan=0.0, posinf=0.0, neginf=0.0)
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
