@@ -7,7 +7,7 @@
 #
 # A recipe with `use_vllm: true` (a GPU recipe) goes through `accelerate launch` with ACCELERATE_CONFIG (default
 # launch/accelerate_configs/zero2.yaml); any other runs in one Python process unless ACCELERATE_CONFIG is set.
-# Compare with the baseline: launch/compare_strategies.sh recipes/grpo_builtin_baseline.yaml RECIPE.yaml
+# Compare with the baseline: launch/compare_strategies.sh --jobs 2 recipes/testbed_scratch.yaml RECIPE.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
