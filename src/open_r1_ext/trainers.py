@@ -25,6 +25,8 @@ class LaunchProtocol(Protocol):
       log-prob), so a recipe may give `reward_funcs: []`.
     - `summary_results() -> dict` (method): trainer-specific figures merged into `results.json` after training
       (validation bits/char, compression ratio, ...).
+    - `preflight(script_args, training_args) -> None` (classmethod): checks that need no model (an API key, an
+      endpoint), run before anything is loaded or warm-started; raise `core.configs.UserError` with what to fix.
     """
 
     provides_reward_funcs: bool
@@ -33,6 +35,9 @@ class LaunchProtocol(Protocol):
     def build_model_and_data(cls, script_args, training_args, model_args) -> dict: ...
 
     def summary_results(self) -> dict: ...
+
+    @classmethod
+    def preflight(cls, script_args, training_args) -> None: ...
 
 
 # name -> ("module:ConfigClass", "module:TrainerClass")
