@@ -279,7 +279,8 @@ def test_pg_carousel_weights_by_truncated_ratio_and_reward_above_the_batch(tmp_p
     assert term.item() == pytest.approx(-(2.0 * 0.75 * now).mean().item(), rel=1e-4)
 
 
-def test_entropy_bonus_does_not_follow_the_grpo_warmup_weight(tmp_path, tok, model_state, dataset):
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_entropy_bonus_does_not_follow_the_grpo_warmup_weight(tmp_path, tok, model_state, dataset, accumulation):
     """During the RL warm-up (GRPO weight 0) TRL's entropy bonus, which lives inside the GRPO loss, would be 0;
     the correction keeps it at its coefficient; `entropy_follows_grpo_weight` restores the seed's behaviour."""
     losses = {}
@@ -292,6 +293,7 @@ def test_entropy_bonus_does_not_follow_the_grpo_warmup_weight(tmp_path, tok, mod
             carousel_weight=0.0,
             entropy_coef=0.1,
             entropy_follows_grpo_weight=follows,
+            gradient_accumulation_steps=accumulation,
         )
         trainer = make_trainer(model_state, tok, dataset, args)
         trainer.train()

@@ -332,7 +332,7 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         mask = inputs["completion_mask"].float()
         if inputs.get("tool_mask") is not None:
             mask = mask * inputs["tool_mask"]
-        h = (entropies * mask).sum() / mask.sum().clamp(min=1.0)
+        h = (entropies * mask).sum() / mask.sum().clamp(min=1.0) / self.current_gradient_accumulation_steps
         return -(1.0 - weight) * coef * h
 
     def _admit(self, inputs, logps):
