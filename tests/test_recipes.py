@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from open_r1_ext.core.configs import UserError
 from open_r1_ext.grpo import parse_args
 from open_r1_ext.trainers import TRAINERS, get_trainer_classes
 
@@ -65,8 +66,10 @@ def test_wrong_type_fails_clearly(tmp_path):
 
 def test_unparseable_string_fails_clearly(tmp_path):
     p = _write(tmp_path, {**BASE, "learning_rate": "fast"})
-    with pytest.raises(SystemExit):  # argparse reports "invalid float value: 'fast'" and exits 2
+    # one message naming the setting and the bad value, not argparse's pages of usage
+    with pytest.raises(UserError, match="learning_rate.*invalid float value: 'fast'") as err:
         parse_args(["--config", str(p)])
+    assert "usage:" not in str(err.value)
 
 
 def test_unknown_trainer_type_lists_known(tmp_path):

@@ -34,7 +34,9 @@ def test_format_and_tag_count():
 
 
 def test_registry_lookup_and_errors():
-    assert rewards.get_reward_funcs(["exact_match"]) == [rewards.exact_match_reward]
+    (fn,) = rewards.get_reward_funcs(["exact_match"])  # wrapped so that non-finite values become counted None
+    assert fn.__wrapped__ is rewards.exact_match_reward and fn.__name__ == "exact_match_reward"
+    assert fn([">5", ">4"], answer=["5", "5"]) == [1.0, 0.0]
     assert rewards.resolve_reward("open_r1_ext.core.rewards:format_reward") is rewards.format_reward
     assert rewards.resolve_reward("open_r1_ext.core.rewards.format_reward") is rewards.format_reward
     with pytest.raises(ValueError, match="known: .*exact_match"):
