@@ -15,12 +15,10 @@ from open_r1_ext.rlaif.fake_server import FAULT_KINDS, FakeMessagesServer, fake_
 from open_r1_ext.rlaif.rubric import DEFAULT_RUBRIC
 from open_r1_ext.rlaif.teacher import (
     AnthropicTeacher,
-    MalformedReply,
     MissingAPIKeyError,
     TeacherAuthError,
     TeacherConfig,
     min_cacheable_tokens,
-    parse_scores,
 )
 
 
@@ -35,28 +33,6 @@ JUNK = [
 
 
 # -- pure functions ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "n", "expected"),
-    [
-        ("[0.5, 1, 0]", 3, [0.5, 1.0, 0.0]),
-        ('Scores:\n```json\n[0.25, "0.75"]\n```', 2, [0.25, 0.75]),
-        ('{"scores": [0.1]}', 1, [0.1]),
-        ('[{"score": 0.4}, {"score": 0.6}]', 2, [0.4, 0.6]),
-        ("first [1, 2, 3] then [0.3, 0.2]", 2, [0.3, 0.2]),  # skips the array that has the wrong count
-    ],
-)
-def test_parse_scores_accepts(text, n, expected):
-    assert parse_scores(text, n) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    ("text", "n"), [("[0.5]", 2), ("[1.5, 0.2]", 2), ("[NaN]", 1), ("[true]", 1), ("looks good", 1), ("[-0.1]", 1)]
-)
-def test_parse_scores_rejects_rather_than_guesses(text, n):
-    with pytest.raises(MalformedReply):
-        parse_scores(text, n)
 
 
 def test_min_cacheable_tokens_by_model():
@@ -76,24 +52,42 @@ def test_is_a_trl_async_reward_function(make_teacher):
 # -- scoring ---------------------------------------------------------------------------------------------------
 
 
-def test_scores_parsed_in_every_language(make_teacher, server):
-    teacher = make_teacher()
+@pytest.mark.parametrize(("across", "calls"), [(True, 1), (False, 4)])
+def test_scores_parsed_in_every_language(make_teacher, server, across, calls):
+    teacher = make_teacher(teacher_batch_across_prompts=across)
     codes = [PY_GOOD, CPP_GOOD, RUST_GOOD, JS_GOOD]
     langs = ["python", "cpp", "rust", "javascript"]
     scores = teacher.score_sync([PROMPT] * 4, codes, langs)
+    # each candidate is scored with its own task's language (the fake score hashes it)
     assert scores == [fake_score(c.strip("\n"), lang) for c, lang in zip(codes, langs)]
     assert all(0.0 <= s <= 1.0 for s in scores)
-    assert server.request_count == 4  # one group per (prompt, language)
+    assert server.request_count == calls  # one call for the batch, or one per (prompt, language) group
 
 
 def test_group_batching_makes_one_call_per_prompt(make_teacher, server):
-    teacher = make_teacher()
+    teacher = make_teacher(teacher_batch_across_prompts=False)
     p2 = "Write a function `mul(a, b)`."
     variants = [PY_GOOD, PY_GOOD2, PY_GOOD.replace("a + b\n", "b + a\n"), PY_GOOD2.replace("a * b", "b * a")]
     scores = teacher.score_sync([PROMPT] * 4 + [p2] * 4, variants * 2)
     assert server.request_count == 2
     assert sorted(len(r["codes"]) for r in server.requests) == [4, 4]
     assert None not in scores and teacher.stats.calls == 2
+
+
+def test_batching_across_prompts_packs_whole_groups(make_teacher, server):
+    """Groups of several prompts share a call (each task sent once), split only at the candidate cap."""
+    teacher = make_teacher(teacher_max_candidates_per_call=6)
+    prompts = [f"Write function number {i}." for i in range(3)]
+    codes = [PY_GOOD.replace("a + b", f"a + b + {k}") for k in range(12)]
+    scores = teacher.score_sync([p for p in prompts for _ in range(4)], codes)
+    assert [len(r["codes"]) for r in server.requests] == [4, 4, 4]  # 4 + 4 > 6: a group is never split needlessly
+    teacher = make_teacher(teacher_max_candidates_per_call=8, teacher_use_cache=False)
+    scores = teacher.score_sync([p for p in prompts for _ in range(2)], codes[:6])
+    user = server.requests[-1]["body"]["messages"][0]["content"]
+    assert len(server.requests) == 4 and len(server.requests[-1]["codes"]) == 6
+    assert all(user.count(p) == 1 for p in prompts)  # each task once, its candidates refer to it
+    assert user.count('task="3"') == 2 and None not in scores
+    assert scores == [fake_score(c.strip("\n"), "python") for c in codes[:6]]
 
 
 def test_without_batching_one_call_per_completion(make_teacher, server):
@@ -159,14 +153,14 @@ def test_cache_key_format():
 
 def test_truncation_and_rubric_placement(make_teacher):
     teacher = make_teacher()
-    req = teacher.build_request(PROMPT, "python", [PY_GOOD])
+    req = teacher.request_for(PROMPT, "python", [PY_GOOD])
     user = req["messages"][0]["content"]
     assert PROMPT[:200] in user and PROMPT[:201] not in user
     assert req["system"][0]["text"] == DEFAULT_RUBRIC
     assert req["system"][0]["cache_control"] == {"type": "ephemeral"}
     plain = make_teacher(
         teacher_truncate_prompt=False, teacher_rubric_in_system_prompt=False, teacher_use_prompt_caching=False
-    ).build_request(PROMPT, "python", [PY_GOOD])
+    ).request_for(PROMPT, "python", [PY_GOOD])
     assert PROMPT in plain["messages"][0]["content"] and DEFAULT_RUBRIC in plain["messages"][0]["content"]
     with pytest.raises(ValueError, match="teacher_use_prompt_caching=True is invalid"):
         TeacherConfig(teacher_rubric_in_system_prompt=False, teacher_use_prompt_caching=True)
@@ -177,20 +171,26 @@ def test_prompt_caching_billing(make_teacher, server):
     teacher.score_sync([PROMPT], [PY_GOOD])
     teacher.score_sync([PROMPT], [PY_GOOD2])
     s = teacher.stats
-    rubric_tokens = -(-len(DEFAULT_RUBRIC) // 4)
-    assert rubric_tokens >= 1024  # the default rubric is long enough to be cached by Sonnet
-    assert (s.cache_write_tokens, s.cache_read_tokens) == (rubric_tokens, rubric_tokens)
+    prefix = teacher.prefix_tokens  # tool definition + rubric, measured by the preflight's token count
+    assert prefix > -(-len(DEFAULT_RUBRIC) // 4) >= 1024  # the default rubric alone is long enough for Sonnet
+    assert (s.cache_write_tokens, s.cache_read_tokens) == (prefix, prefix)  # the tool is cached with the rubric
     m = teacher.metrics()
-    assert m["teacher/cost_usd"] > 0 and m["api_tokens_sent"] == s.input_tokens + 2 * rubric_tokens
-    billed = s.input_tokens + 1.25 * rubric_tokens + 0.1 * rubric_tokens
+    assert m["teacher/cost_usd"] > 0 and m["api_tokens_sent"] == s.input_tokens + 2 * prefix
+    billed = s.input_tokens + 1.25 * prefix + 0.1 * prefix
     assert m["teacher/tokens_per_sample"] == pytest.approx(billed / 2)
 
 
-def test_short_rubric_is_not_cached_and_warns(make_teacher, server, caplog):
+def test_short_rubric_is_not_cached_and_warns_with_the_measured_length(make_teacher, server, caplog):
+    teacher = make_teacher(teacher_rubric="Grade the code from 0 to 1.", teacher_model="claude-haiku-4-5")
     with caplog.at_level(logging.WARNING, logger="open_r1_ext.rlaif.teacher"):
-        teacher = make_teacher(teacher_rubric="Grade the code from 0 to 1.")
-    assert "below the 1024-token minimum" in caplog.text
-    teacher.score_sync([PROMPT], [PY_GOOD])
+        teacher.score_sync([PROMPT], [PY_GOOD])
+    measured = teacher.prefix_tokens
+    assert server.count_requests and measured == server.count_input(server.requests[0]["body"]) - server.count_input(
+        {"model": "m", "messages": server.requests[0]["body"]["messages"]}
+    )
+    assert (
+        f"are {measured} tokens (measured by the token-counting endpoint), below the 4096-token minimum" in caplog.text
+    )
     teacher.score_sync([PROMPT], [PY_GOOD2])
     assert teacher.stats.cache_write_tokens == teacher.stats.cache_read_tokens == 0
 
@@ -233,6 +233,7 @@ def test_concurrency_is_limited(api_key, tmp_path):
                 teacher_base_url=srv.url,
                 teacher_cache_path=str(tmp_path / "c.sqlite"),
                 teacher_max_concurrency=2,
+                teacher_batch_across_prompts=False,
                 teacher_timeout_s=5.0,
                 teacher_max_retries=0,
             )
@@ -249,7 +250,8 @@ def test_auth_error_is_not_retried_but_raised(api_key, tmp_path):
         )
         with pytest.raises(TeacherAuthError, match="rejected the key") as err:
             teacher.score_sync([PROMPT], [PY_GOOD])
-        assert api_key not in str(err.value) and srv.request_count == 1
+        assert api_key not in str(err.value)
+        assert len(srv.count_requests) == 1 and srv.request_count == 0  # the preflight's count; nothing scored
 
 
 def test_missing_key_fails_at_construction(monkeypatch):
@@ -300,6 +302,15 @@ def test_async_call_reports_metrics_through_trl_hooks(make_teacher, server):
         "failures",
         "tokens_per_sample",
         "cost_usd",
+        "failure_share",
+        "refusals",
+        "max_tokens_stops",
+        "timed_out_requests",
+        "estimated_input_tokens",
+        "flagged",
+        "candidate_truncations",
+        "escaped_delimiters",
+        "encoding_replacements",
     ):
         assert f"teacher/{name}" in logged
     assert "api_tokens_sent" in logged
@@ -315,7 +326,7 @@ def test_chat_format_and_language_column(make_teacher, server):
     ]
     call = functools.partial(teacher, prompts=prompts, completions=completions, language=["rust", "cpp"])
     assert None not in asyncio.run(call())
-    assert {r["codes"][0] for r in server.requests} == {RUST_GOOD.strip("\n"), CPP_GOOD.strip("\n")}
+    assert set(server.scored_codes) == {RUST_GOOD.strip("\n"), CPP_GOOD.strip("\n")}
 
 
 def test_reward_threshold_turns_low_scores_into_none(make_teacher, server):

@@ -9,6 +9,8 @@ from peft import LoraConfig
 
 from open_r1_ext.core.tiny import char_tokenizer, micro_llama
 from open_r1_ext.rlaif.config import TeacherConfig
+from open_r1_ext.rlaif.fake_server import FakeMessagesServer
+from open_r1_ext.rlaif.teacher import TeacherConfigError, TeacherFailureError
 from open_r1_ext.rlaif.trainer import AdaptiveKLController, RLAIFConfig, RLAIFGRPOTrainer, teacher_reward
 from open_r1_ext.trainers import get_trainer_classes
 from tiny_helpers import CPU_RUN
@@ -108,6 +110,13 @@ def test_lora_training_changes_only_adapters_and_logs_teacher_metrics(tmp_path, 
         "teacher/failures",
         "teacher/tokens_per_sample",
         "teacher/cost_usd",
+        "teacher/failure_share",
+        "teacher/refusals",
+        "teacher/max_tokens_stops",
+        "teacher/timed_out_requests",
+        "teacher/candidate_truncations",
+        "teacher/escaped_delimiters",
+        "teacher/encoding_replacements",
         "api_tokens_sent",
         "rewards/anthropic_teacher/mean",
         "kl",
@@ -140,6 +149,7 @@ def test_resume_restores_teacher_counters_and_key_not_in_checkpoint(tmp_path, se
     assert new_calls > 0
     assert resumed.teacher.stats.calls == saved["teacher"]["stats"]["calls"] + new_calls
     assert resumed.teacher.stats.samples == saved["teacher"]["stats"]["samples"] + 4  # one more step of 4
+    assert len(saved["teacher"]["outcomes"]) == 4 and not any(saved["teacher"]["outcomes"])  # failure window
 
 
 def test_frozen_reference_copy(tmp_path, server, api_key):
@@ -187,3 +197,18 @@ def test_model_card_names_rlaif_and_its_paper(tmp_path, server, api_key):
     trainer.create_model_card(model_name="student")
     card = (tmp_path / "out" / "README.md").read_text()
     assert "RLAIF" in card and "2309.00267" in card and "2402.03300" not in card  # not GRPO's DeepSeekMath paper
+
+
+def test_a_wrong_model_stops_the_trainer_at_start_up(tmp_path, api_key):
+    with FakeMessagesServer(api_key=api_key, known_models={"claude-sonnet-4-5"}) as srv:
+        with pytest.raises(TeacherConfigError, match="teacher_model='claude-sonet-4-5'"):
+            make_trainer(tmp_path, srv, teacher_model="claude-sonet-4-5")
+        assert srv.request_count == 0 and len(srv.count_requests) == 1  # before any generation or billed call
+
+
+def test_a_teacher_that_stops_scoring_stops_training(tmp_path, api_key):
+    with FakeMessagesServer(api_key=api_key, fault_rate=1.0, fault_kinds=("500",)) as srv:
+        trainer = make_trainer(tmp_path, srv, teacher_max_retries=0, teacher_failure_window=4, max_steps=3)
+        with pytest.raises(TeacherFailureError, match="4 of the last 4 samples sent to the teacher got no score"):
+            trainer.train()
+        assert trainer.state.global_step == 0 and srv.request_count >= 1

@@ -2,9 +2,10 @@
 
 - `config.TeacherConfig`: the teacher's settings, all `teacher_*`, declared once; `config.RLAIFConfig` inherits them.
 - `teacher.AnthropicTeacher`: the teacher, an async TRL reward function; it routes samples through the heuristic
-  pre-filter (`heuristics`), the SQLite score cache (`cache`) and group batching, and builds its requests with
-  `prompts`, sends them with `client.TeacherClient` (retries, backoff, the API key), reads the replies with
-  `replies` and counts tokens and faults in `stats.TeacherStats`.
+  pre-filter (`heuristics`), the SQLite score cache (`cache`) and batching, and builds its requests with
+  `prompts` (a forced `record_scores` tool call), sends them with `client.TeacherClient` (the SDK's retries, the
+  preflight, the API key), reads the scores by candidate index with `replies` and counts tokens and faults in
+  `stats.TeacherStats`.
 - `trainer.RLAIFGRPOTrainer`: `trainer_type: rlaif`.
 - `fake_server.FakeMessagesServer`: a loopback Messages API for tests and `launch/bench_rlaif_tokens.py`.
 
@@ -22,6 +23,8 @@ _LAZY = {
     "RLAIFGRPOTrainer": "trainer",
     "TeacherAuthError": "client",
     "TeacherConfig": "config",
+    "TeacherConfigError": "client",
+    "TeacherFailureError": "teacher",
     "TeacherStats": "stats",
 }
 

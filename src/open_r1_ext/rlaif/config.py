@@ -38,6 +38,8 @@ _RANGE_RULES = (
             "teacher_max_concurrency",
             "teacher_prompt_context_chars",
             "teacher_max_candidates_per_call",
+            "teacher_max_candidate_chars",
+            "teacher_failure_window",
         ),
     ),
     ("must be > 0", lambda v: v > 0, ("teacher_timeout_s", "teacher_cache_ttl_s")),
@@ -58,7 +60,11 @@ _RANGE_RULES = (
     (
         "must be in [0, 1]",
         lambda v: 0.0 <= v <= 1.0,
-        ("teacher_heuristic_score_threshold", "teacher_reward_threshold"),
+        (
+            "teacher_heuristic_score_threshold",
+            "teacher_reward_threshold",
+            "teacher_max_failure_share",
+        ),
     ),
 )
 
@@ -107,7 +113,29 @@ class TeacherConfig:
             "`language` column; None: detect from a code fence or the code itself."
         },
     )
-    teacher_max_output_tokens: int = field(default=256, metadata={"help": "`max_tokens` of each teacher reply."})
+    teacher_max_output_tokens: int = field(
+        default=512,
+        metadata={
+            "help": "`max_tokens` of each teacher reply (the record_scores call takes ~12 tokens per candidate). A "
+            "reply cut off at this limit gives its candidates None, counted in teacher/max_tokens_stops, not retried."
+        },
+    )
+    teacher_temperature: float | None = field(
+        default=0.0,
+        metadata={
+            "help": "Sampling temperature of the teacher, in [0, 1]; 0 (greedy) makes a grade repeatable, which the "
+            "score cache relies on (it keeps one draw for `teacher_cache_ttl_s`). The SDK's API version (2026-10-21) "
+            "has no sampling parameters, so a set temperature is sent on requests pinned to anthropic-version "
+            "2023-06-01; None sends none (needed for models that reject sampling parameters, e.g. Opus 4.7+)."
+        },
+    )
+    teacher_max_candidate_chars: int = field(
+        default=6000,
+        metadata={
+            "help": "Largest candidate sent, in characters (~1,500 tokens); a longer one is cut, marked as cut, and "
+            "counted in teacher/candidate_truncations."
+        },
+    )
 
     # -- token savings (each switchable) -------------------------------------------------------------------------
     teacher_use_cache: bool = field(
@@ -142,9 +170,10 @@ class TeacherConfig:
     teacher_use_prompt_caching: bool = field(
         default=True,
         metadata={
-            "help": "Mark the rubric block with cache_control {type: ephemeral}. Applies only when the rubric "
-            "reaches the model's minimum cacheable length (1024 tokens for Sonnet 4.x, 2048 for Haiku 3.x, 4096 "
-            "for Haiku 4.5 and Opus 4.5/4.6); shorter rubrics are billed in full."
+            "help": "Mark the rubric block with cache_control {type: ephemeral}; the tool definition before it is "
+            "cached with it. Applies only when that prefix reaches the model's minimum cacheable length (1024 "
+            "tokens for Sonnet 4.x, 2048 for Haiku 3.x, 4096 for Haiku 4.5 and Opus 4.5/4.6), which the preflight "
+            "measures; a shorter one is billed in full (with a warning)."
         },
     )
     teacher_use_tiered_scoring: bool = field(
@@ -158,7 +187,15 @@ class TeacherConfig:
         default=0.3, metadata={"help": "Pre-filter threshold in [0, 1] (0 sends everything to the teacher)."}
     )
     teacher_batch_group_scoring: bool = field(
-        default=True, metadata={"help": "Score all completions of one prompt in one call (a JSON list reply)."}
+        default=True,
+        metadata={"help": "Score all completions of one prompt in one call (off: one call per completion)."},
+    )
+    teacher_batch_across_prompts: bool = field(
+        default=True,
+        metadata={
+            "help": "With group scoring, also put the groups of several prompts of a batch in one call (each "
+            "candidate names its task), up to `teacher_max_candidates_per_call`: the rubric is read once per call."
+        },
     )
     teacher_max_candidates_per_call: int = field(
         default=16, metadata={"help": "Largest number of completions scored in one call (larger groups split)."}
@@ -166,16 +203,45 @@ class TeacherConfig:
 
     # -- reliability ---------------------------------------------------------------------------------------------
     teacher_max_concurrency: int = field(default=8, metadata={"help": "Teacher calls in flight at once."})
-    teacher_timeout_s: float = field(default=60.0, metadata={"help": "Timeout of one teacher call (s)."})
+    teacher_timeout_s: float = field(
+        default=60.0, metadata={"help": "Timeout of one HTTP attempt (s): the SDK's `timeout`."}
+    )
     teacher_max_retries: int = field(
-        default=4, metadata={"help": "Retries after a failed call (429, 5xx, 529, timeout, connection, malformed)."}
+        default=4,
+        metadata={
+            "help": "The SDK's `max_retries` (it retries 408, 409, 429, 5xx including 529, timeouts and connection "
+            "errors, and obeys x-should-retry), and, separately, how often a malformed reply is asked again."
+        },
     )
     teacher_backoff_base_s: float = field(
-        default=1.0, metadata={"help": "First backoff (s); doubles per retry, with jitter in [50 %, 100 %]."}
+        default=1.0,
+        metadata={
+            "help": "First wait between the SDK's retries (s); doubles per retry, with jitter in [50 %, 100 %]."
+        },
     )
     teacher_backoff_max_s: float = field(default=30.0, metadata={"help": "Largest backoff (s)."})
     teacher_max_retry_after_s: float = field(
-        default=120.0, metadata={"help": "Largest wait (s), also when the server's retry-after asks for more."}
+        default=120.0,
+        metadata={"help": "Largest wait (s), also when the server's retry-after asks for more (the SDK has no cap)."},
+    )
+    teacher_preflight: bool = field(
+        default=True,
+        metadata={
+            "help": "Before the first scoring call (at trainer start-up), check key, base URL, model and request "
+            "with the free token-counting endpoint, and measure the cached prefix; a 400/401/403/404 or an "
+            "unreachable endpoint stops the run with the setting to fix."
+        },
+    )
+    teacher_max_failure_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "Stop the run when more than this share of the last `teacher_failure_window` samples sent to "
+            "the teacher got no score (training would go on without a reward); 1.0 never stops."
+        },
+    )
+    teacher_failure_window: int = field(
+        default=32,
+        metadata={"help": "Samples sent to the teacher over which `teacher_max_failure_share` is measured."},
     )
     teacher_seed: int | None = field(
         default=None,
@@ -217,6 +283,9 @@ class TeacherConfig:
             for name in names:
                 if not ok(getattr(self, name)):
                     raise ValueError(f"{where}.{name}={getattr(self, name)!r} is invalid: {why}")
+        t = self.teacher_temperature
+        if t is not None and not 0.0 <= t <= 1.0:
+            raise ValueError(f"{where}.teacher_temperature={t!r} is invalid: must be in [0, 1] or None")
         problem = self._rubric_problem()
         if problem is not None:
             name, why = problem

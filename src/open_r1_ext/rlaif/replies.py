@@ -1,31 +1,37 @@
-"""Reading the teacher's reply: exactly one score in [0, 1] per candidate, or `MalformedReply` (never a guess)."""
+"""Reading the teacher's reply: one score in [0, 1] per candidate index, from the `record_scores` tool call.
+
+Scores are read from the input of the one forced tool call (`prompts.SCORE_TOOL`), each under the candidate index it
+names, never from free text: prose, code with brackets or draft arrays in text blocks cannot be mistaken for scores,
+and entries may come in any order. Anything else is malformed (`MalformedReply`, retried): no tool call or several, a
+missing, duplicate or out-of-range index, a score that is not a number in [0, 1]. A reply that stopped for a reason a
+retry would not change (`stop_reason` `refusal`, `max_tokens`, `model_context_window_exceeded`) raises
+`TerminalReply` instead: counted, not retried.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import re
+
+from .prompts import TOOL_NAME
 
 
 class MalformedReply(ValueError):
-    """The teacher's reply could not be read as one score in [0, 1] per candidate."""
+    """The teacher's reply could not be read as one score in [0, 1] per candidate (the request is retried)."""
 
 
-_ARRAY_RE = re.compile(r"\[[^\[\]]*\]", re.DOTALL)
+class TerminalReply(Exception):
+    """A reply whose `stop_reason` says that asking again would not help (a refusal, a cut-off): not retried."""
+
+    def __init__(self, stop_reason: str, detail: str = ""):
+        super().__init__(f"stop_reason={stop_reason}" + (f" ({detail})" if detail else ""))
+        self.stop_reason = stop_reason
 
 
-def reply_text(resp) -> str:
-    """The text of a Messages API reply (its text blocks joined), or `MalformedReply` when it is not a Message."""
-    content = getattr(resp, "content", None)
-    if not isinstance(content, list):
-        raise MalformedReply(f"reply is not a Message ({type(resp).__name__})")
-    return "".join(getattr(b, "text", "") or "" for b in content)
+TRUNCATION_STOPS = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 
 def _coerce(v) -> float:
-    """One score: a number, a numeric string or `{"score": x}`, in [0, 1] (clipped by 1e-9 at the edges)."""
-    if isinstance(v, dict) and "score" in v:
-        v = v["score"]
+    """One score: a number or a numeric string, in [0, 1] (clipped by 1e-9 at the edges)."""
     if isinstance(v, bool):
         raise MalformedReply(f"boolean score {v!r}")
     try:
@@ -37,29 +43,52 @@ def _coerce(v) -> float:
     return min(1.0, max(0.0, x))
 
 
-def parse_scores(text: str, n: int) -> list[float]:
-    """Read exactly `n` scores in [0, 1] from a teacher reply, or raise `MalformedReply`.
+def _index(v, n: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
+        raise MalformedReply(f"index {v!r:.20} is not an integer")
+    if not 1 <= v <= n:
+        raise MalformedReply(f"index {int(v)} outside 1..{n}")
+    return int(v)
 
-    Accepts a bare JSON array, one wrapped in prose or a code fence (the first array that has `n` valid scores),
-    numeric strings, and objects with a `score` key. Never guesses: a wrong count, a value outside [0, 1], NaN or
-    a boolean is malformed, so the call is retried instead of a score being invented.
+
+def scores_from_tool_input(data, n: int) -> list[float]:
+    """The `n` scores of a `record_scores` input `{"scores": [{"index": k, "score": x}, ...]}`, by index (1-based),
+    or `MalformedReply` unless every index 1..n appears exactly once with a valid score. Extra keys are ignored."""
+    entries = data.get("scores") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise MalformedReply(f"tool input has no `scores` list: {str(data)[:80]!r}")
+    out: list[float | None] = [None] * n
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise MalformedReply(f"score entry {entry!r:.40} is not an object")
+        k = _index(entry.get("index"), n)
+        if out[k - 1] is not None:
+            raise MalformedReply(f"index {k} scored twice")
+        out[k - 1] = _coerce(entry.get("score"))
+    missing = [k for k, v in enumerate(out, 1) if v is None]
+    if missing:
+        raise MalformedReply(f"no score for index {missing[:5]} ({len(missing)} of {n} missing)")
+    return out
+
+
+def read_scores(resp, n: int) -> list[float]:
+    """Exactly `n` scores from a Messages API reply, in candidate-index order.
+
+    Raises:
+        TerminalReply: the reply stopped on a refusal or a length limit (not worth retrying).
+        MalformedReply: anything else that is not exactly one valid `record_scores` call covering 1..n.
     """
-    candidates = [text.strip()] + _ARRAY_RE.findall(text)
-    last_error: Exception = MalformedReply(f"no JSON array in reply {text[:80]!r}")
-    for cand in candidates:
-        try:
-            data = json.loads(cand)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("scores"), list):
-            data = data["scores"]
-        if not isinstance(data, list):
-            continue
-        if len(data) != n:
-            last_error = MalformedReply(f"expected {n} scores, got {len(data)}")
-            continue
-        try:
-            return [_coerce(v) for v in data]
-        except MalformedReply as exc:
-            last_error = exc
-    raise last_error
+    content = getattr(resp, "content", None)
+    if not isinstance(content, list):
+        raise MalformedReply(f"reply is not a Message ({type(resp).__name__})")
+    stop = getattr(resp, "stop_reason", None)
+    if stop == "refusal":
+        details = getattr(resp, "stop_details", None)
+        raise TerminalReply(stop, str(getattr(details, "category", "") or ""))
+    if stop in TRUNCATION_STOPS:
+        raise TerminalReply(stop)
+    calls = [b for b in content if getattr(b, "type", None) == "tool_use"]
+    if len(calls) != 1 or getattr(calls[0], "name", None) != TOOL_NAME:
+        names = [getattr(b, "name", None) for b in calls]
+        raise MalformedReply(f"expected one {TOOL_NAME} call, got {names or 'none'} (stop_reason={stop})")
+    return scores_from_tool_input(getattr(calls[0], "input", None), n)

@@ -8,7 +8,9 @@ Seed: `../shared/seeds/003_0dfbdc15c190dcdc.txt`; the idea is RLAIF (Lee et al. 
    recipe lists it, else appended; `open_r1_ext.core.rewards.splice_reward`). TRL runs it as an async reward
    function; its per-batch `teacher/*` metrics reach `self._metrics` through TRL's `log_metric`. A sample the
    teacher cannot score after its retries gets `None`, which TRL leaves out of the group baseline (advantage 0), so
-   no score is ever invented.
+   no score is ever invented. The teacher's preflight runs at start-up, before any generation: a wrong key, base URL,
+   model or request raises here, naming the setting; later, more than `teacher_max_failure_share` failures over the
+   last `teacher_failure_window` samples raise `TeacherFailureError` from the reward step, which stops training.
 2. **Reference for KL.** By default nothing changes: with LoRA and `beta > 0`, TRL's reference is the base model
    with the adapters disabled. `use_frozen_reference_for_kl` loads a separate frozen copy of the base model
    instead (the seed's option; it doubles model memory), falling back with a warning when it cannot be loaded.
@@ -95,6 +97,7 @@ class RLAIFGRPOTrainer(GRPOTrainer):
         if not isinstance(args, RLAIFConfig):
             raise TypeError(f"RLAIFGRPOTrainer needs an RLAIFConfig, got {type(args).__name__}")
         self.teacher = teacher if teacher is not None else AnthropicTeacher(args)
+        self.teacher.preflight_sync()  # fail on misconfiguration now, not after the first generation
         funcs, args.reward_weights = splice_reward(reward_funcs, teacher_reward, self.teacher, args.reward_weights)
         if len(funcs) > 1:
             logger.info(
