@@ -9,11 +9,9 @@ answers, repeated tokens and duplicates (a collapsing policy). Everything comes 
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 
 LANG_NAMES = {"python": "Python", "cpp": "C++", "rust": "Rust", "javascript": "JavaScript"}
@@ -161,12 +159,6 @@ def coding_prompts(short: bool = False) -> list[dict[str, str]]:
     """All 88 prompts as rows `{prompt, language, task}`."""
     make = short_prompt_for if short else prompt_for
     return [{"prompt": make(op, lang), "language": lang, "task": op.name} for op in OPS for lang in LANG_NAMES]
-
-
-def write_prompts_jsonl(path: str | Path, short: bool = True) -> Path:
-    path = Path(path)
-    path.write_text("".join(json.dumps(r) + "\n" for r in coding_prompts(short)))
-    return path
 
 
 # -- student completions ----------------------------------------------------------------------------------------
