@@ -194,3 +194,34 @@ def test_empty_reward_plot_is_not_written(tmp_path):
 
     assert plot_reward([{"step": 1, "reward": math.inf}, {"step": 2, "reward": None}], tmp_path / "r.png") is None
     assert not (tmp_path / "r.png").exists()
+
+
+@pytest.mark.parametrize("case", ["no key", "unreachable endpoint", "unknown model"])
+def test_teacher_misconfiguration_stops_before_the_model_is_built(tmp_path, case):
+    """The RLAIF recipe's key, endpoint and model are checked by the trainer's `preflight` before the warm start."""
+    import socket
+
+    from open_r1_ext.rlaif.fake_server import FakeMessagesServer
+
+    recipe = ROOT / "recipes" / "rlaif_builtin_cpu.yaml"
+    args = ["--config", str(recipe), "--output_dir", str(tmp_path / "out"), "--max_steps", "1"]
+    args += ["--teacher_cache_path", str(tmp_path / "t.sqlite"), "--teacher_max_retries", "1"]
+    args += ["--teacher_backoff_base_s", "0.01", "--teacher_backoff_max_s", "0.02"]
+    env = {**_cache_env(tmp_path), "ANTHROPIC_API_KEY": "sk-test-not-a-real-key"}
+    if case == "no key":
+        env["ANTHROPIC_API_KEY"] = ""
+        code, stdout, stderr = launch(args + ["--teacher_base_url", "http://127.0.0.1:9"], env)
+        expected = "ANTHROPIC_API_KEY"
+    elif case == "unreachable endpoint":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: nothing listens there
+        code, stdout, stderr = launch(args + ["--teacher_base_url", url], env)
+        expected = "teacher_base_url"
+    else:
+        with FakeMessagesServer(api_key=env["ANTHROPIC_API_KEY"], known_models={"claude-sonnet-4-5"}) as srv:
+            code, stdout, stderr = launch(args + ["--teacher_base_url", srv.url, "--teacher_model", "claude-x"], env)
+        expected = "teacher_model='claude-x'"
+    assert code == 2 and expected in stderr, stdout[-2000:] + stderr[-2000:]
+    assert "Traceback" not in stderr and "sk-test-not-a-real-key" not in stdout + stderr
+    assert not (tmp_path / "fresh_cache").exists()  # failed before the warm start of the student

@@ -89,19 +89,20 @@ def billed(usage):
 
 @pytest.mark.parametrize("fault", ["slow", "malformed_json"])
 def test_unread_replies_are_billed_like_the_server_bills_them(api_key, tmp_path, fault):
-    with FakeMessagesServer(api_key=api_key, slow_s=0.6) as srv:
+    # timeout and delay wide apart: on a loaded machine an ordinary local request can take a few tenths of a second
+    with FakeMessagesServer(api_key=api_key, slow_s=2.0) as srv:
         teacher = AnthropicTeacher(
             TeacherConfig(
                 teacher_base_url=srv.url,
                 teacher_cache_path=str(tmp_path / "c.sqlite"),
-                teacher_timeout_s=0.3,
+                teacher_timeout_s=1.0,
                 teacher_backoff_base_s=0.01,
             )
         )
         teacher.score_sync([PROMPT] * 2, [PY_GOOD, PY_GOOD2])
         srv.inject(fault)
         assert teacher.score_sync(["Write mul."] * 2, [PY_GOOD, PY_GOOD2]) == [score_of(PY_GOOD), score_of(PY_GOOD2)]
-        time.sleep(0.6)  # the slow request finishes on the server (and is billed there) after the client gave up
+        time.sleep(2.0)  # the slow request finishes on the server (and is billed there) after the client gave up
         s, server = teacher.stats.summary(teacher.config), srv.usage_totals()
         teacher.close()
     assert srv.request_count == 3 and teacher.stats.timed_out_requests == (fault == "slow")

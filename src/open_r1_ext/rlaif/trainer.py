@@ -41,9 +41,11 @@ from accelerate.utils import is_peft_model
 from trl import GRPOTrainer
 
 from open_r1_ext.core.checkpoint import load_extra_state, save_extra_state
+from open_r1_ext.core.configs import UserError
 from open_r1_ext.core.kl import AdaptiveKLController
 from open_r1_ext.core.rewards import splice_reward
 
+from .client import MissingAPIKeyError, TeacherConfigError
 from .config import RLAIFConfig
 from .teacher import AnthropicTeacher
 
@@ -89,6 +91,20 @@ class RLAIFGRPOTrainer(GRPOTrainer):
                 eprint       = {arXiv:2309.00267},
             }"""),
     }
+
+    @classmethod
+    def preflight(cls, script_args, training_args: RLAIFConfig) -> None:
+        """The launch script's check before any model is loaded or warm-started (`trainers.LaunchProtocol`): the key
+        is set, and key, base URL, model and request shape are accepted by the API (`AnthropicTeacher.preflight`).
+        A failure is a `UserError` naming the setting to fix."""
+        try:
+            teacher = AnthropicTeacher(training_args)
+            try:
+                teacher.preflight_sync()
+            finally:
+                teacher.close()
+        except (MissingAPIKeyError, TeacherConfigError) as exc:
+            raise UserError(f"RLAIF teacher: {exc}") from exc
 
     def __init__(self, model, reward_funcs=None, args: RLAIFConfig | None = None, *pos, teacher=None, **kwargs):
         if args is None:
