@@ -10,9 +10,11 @@ seeded by it), the same warm start (built-in models are cached by their settings
 held-out evaluation. The A/A arm (`aa: true` or `--aa`) is the baseline again with `--sampling_seed s + 1000`: same
 data, other sampling, so its interval shows the noise of the design and must cover 0.
 
-For every arm, paired by seed with the baseline, the table gives: final held-out pass@1 (sampled at T=1) and its
-difference to the baseline with a 95 % Student-t interval and a verdict ("no difference" when the interval covers
-0); the same for greedy accuracy; tokens-to-threshold (generated tokens until held-out pass@1 first reaches the
+For every arm, paired by seed with the baseline, the table gives: final held-out pass@1 (sampled at T=1; the mean of
+the last 3 evaluations, `core.protocol.FINAL_WINDOW`) and its difference to the baseline with a 95 % Student-t
+interval and a verdict ("no difference" when the interval covers 0); the difference at equal generated tokens (the
+last 3 evaluations of whichever run sampled fewer tokens against the other's curve at those token counts), with its
+verdict; the same for greedy accuracy; tokens-to-threshold (generated tokens until held-out pass@1 first reaches the
 baseline's final accuracy minus 2 points, as a ratio to the baseline's own, median over seeds, with how many seeds
 reached it); the area under accuracy-vs-generated-tokens over the baseline's token budget (a mean accuracy, paired
 difference with interval); generated tokens; training seconds (evaluation excluded) and s/step, with the paired
@@ -178,14 +180,16 @@ def _ms(ms, digits=3):
 def table(summaries: list[ArmSummary]) -> str:
     base = summaries[0]
     lines = [
-        "| arm | seeds | acc before | acc final | Δ final vs baseline [95 % CI] | verdict | greedy final "
-        "| Δ greedy [95 % CI] | tokens to threshold (× baseline, median) | Δ AUC acc-vs-tokens [95 % CI] "
-        "| generated tokens | train s | s/step | time × baseline [95 % CI] |",
-        "|---" * 14 + "|",
+        "| arm | seeds | acc before | acc final | Δ final vs baseline [95 % CI] | verdict (equal steps) "
+        "| Δ at equal generated tokens [95 % CI] | verdict (equal tokens) | greedy final | Δ greedy [95 % CI] "
+        "| tokens to threshold (× baseline, median) | Δ AUC acc-vs-tokens [95 % CI] | generated tokens | train s "
+        "| s/step | time × baseline [95 % CI] |",
+        "|---" * 16 + "|",
     ]
     for s in summaries:
         is_base = s is base
         verdict = "baseline" if is_base else s.delta_final.verdict
+        verdict_tok = "baseline" if is_base else s.delta_equal_tokens.verdict
         if s.name.endswith("(A/A)"):
             ok = s.delta_final.verdict == "no difference"
             verdict = "A/A: covers 0 ✓" if ok else f"A/A: {s.delta_final.verdict} ✗ (noise check failed)"
@@ -199,7 +203,8 @@ def table(summaries: list[ArmSummary]) -> str:
         time_col = "1.00" if is_base else f"{1 + tr.mean:.2f} [{1 + tr.low:.2f}, {1 + tr.high:.2f}]"
         lines.append(
             f"| {s.name} | {len(s.seeds)} | {_ms(s.acc_before)} | {_ms(s.acc_final)} "
-            f"| {'—' if is_base else s.delta_final.format()} | {verdict} | {_ms(s.greedy_final)} "
+            f"| {'—' if is_base else s.delta_final.format()} | {verdict} "
+            f"| {'—' if is_base else s.delta_equal_tokens.format()} | {verdict_tok} | {_ms(s.greedy_final)} "
             f"| {'—' if is_base else s.delta_greedy.format()} | {tok} | {'—' if is_base else s.delta_auc.format()} "
             f"| {_ms(s.generated_tokens, 0)} | {_ms(s.train_seconds, 1)} | {_ms(s.seconds_per_step, 3)} | {time_col} |"
         )
@@ -297,7 +302,7 @@ def _jsonable(s: ArmSummary) -> dict:
     from dataclasses import asdict
 
     d = asdict(s)
-    for k in ("delta_final", "delta_greedy", "delta_auc", "time_ratio"):
+    for k in ("delta_final", "delta_greedy", "delta_auc", "delta_equal_tokens", "time_ratio"):
         d[k]["verdict"] = getattr(s, k).verdict
     return json.loads(
         json.dumps(d, default=str).replace("NaN", "null").replace("-Infinity", "null").replace("Infinity", "null")

@@ -101,3 +101,42 @@ def test_summarise_pairs_by_seed_and_measures_tokens_ratio():
     some = {s: (never[s] if s == 0 else arm[s]) for s in range(5)}
     rows = {r.name: r for r in protocol.summarise({"base": base, "some": some}, "base")}
     assert rows["some"].reached == 4 and rows["some"].tokens_ratio_median == pytest.approx(0.5, abs=0.03)
+
+
+def test_final_accuracy_is_the_mean_of_the_last_evaluations():
+    r = run([(0, 0.1), (100, 0.2), (200, 0.4), (300, 0.5), (400, 0.6)])
+    assert protocol.final_accuracy(r) == pytest.approx((0.4 + 0.5 + 0.6) / 3)
+    assert protocol.final_accuracy(r, window=1) == pytest.approx(0.6)
+    assert protocol.final_accuracy(run([(0, 0.1), (100, 0.3)])) == pytest.approx(0.2)  # shorter curve: all of it
+    assert protocol.final_accuracy({"eval_curve": []}) is None
+
+
+def test_accuracy_at_interpolates_inside_the_curve_only():
+    r = run([(0, 0.1), (100, 0.3), (200, 0.5)])
+    assert protocol.accuracy_at(r, 50) == pytest.approx(0.2)
+    assert protocol.accuracy_at(r, 200) == pytest.approx(0.5)
+    assert protocol.accuracy_at(r, 250) is None
+
+
+def test_equal_tokens_compares_at_the_smaller_budget():
+    # the arm samples half the tokens per step; per token both learn at the same rate (accuracy = tokens / 1000)
+    base = run([(t, t / 1000) for t in (0, 100, 200, 300, 400)])
+    arm = run([(t, t / 1000) for t in (0, 50, 100, 150, 200)])
+    a, b = protocol.equal_tokens_pair(arm, base)
+    assert a == pytest.approx(0.15) and b == pytest.approx(0.15)  # both at tokens 100, 150, 200
+    # per step the arm is behind (0.15 vs 0.3 at the end): the equal-steps and equal-tokens verdicts differ
+    better = run([(t, 2 * t / 1000) for t in (0, 50, 100, 150, 200)])  # twice the accuracy per token
+    a, b = protocol.equal_tokens_pair(better, base)
+    assert a == pytest.approx(0.3) and b == pytest.approx(0.15)
+    a, b = protocol.equal_tokens_pair(base, better)  # symmetric: the shorter run is found on either side
+    assert a == pytest.approx(0.15) and b == pytest.approx(0.3)
+
+
+def test_summarise_gives_an_equal_tokens_verdict():
+    base = {s: run([(t, t / 1000 + 0.01 * s) for t in (0, 100, 200, 300, 400)]) for s in range(5)}
+    half = {s: run([(t, 2 * t / 1000 + 0.01 * s + 0.002 * (s % 2)) for t in (0, 50, 100, 150, 200)]) for s in range(5)}
+    rows = {r.name: r for r in protocol.summarise({"base": base, "half": half}, "base")}
+    assert abs(rows["half"].delta_final.mean) < 0.01  # the same final accuracy per step, from half the tokens
+    assert rows["half"].delta_equal_tokens.verdict == "better"
+    assert rows["half"].delta_equal_tokens.mean == pytest.approx(0.15, abs=0.01)
+    assert rows["base"].delta_equal_tokens.mean == 0

@@ -78,9 +78,53 @@ def _points(run: dict, key: str = "generated_tokens", metric: str = "pass@1") ->
     return [(p[key], p[metric]) for p in run.get("eval_curve", []) if _finite(p.get(key)) and _finite(p.get(metric))]
 
 
-def final_accuracy(run: dict, metric: str = "pass@1") -> float | None:
+FINAL_WINDOW = 3  # evaluations averaged into "final" accuracy: one evaluation of 512 problems has ~2 points of noise
+
+
+def final_accuracy(run: dict, metric: str = "pass@1", window: int = FINAL_WINDOW) -> float | None:
+    """Mean of the last `window` held-out evaluations (fewer when the curve is shorter; None without a curve).
+
+    One evaluation of 512 problems sampled once has a binomial standard error of ~2 points at pass@1 ~0.5, and the
+    policy itself moves between evaluations; averaging the last few is what "final" means in the tables."""
     pts = _points(run, "step", metric)
-    return pts[-1][1] if pts else None
+    if not pts:
+        return None
+    tail = [y for _, y in pts[-window:]]
+    return sum(tail) / len(tail)
+
+
+def accuracy_at(run: dict, x: float, metric: str = "pass@1", key: str = "generated_tokens") -> float | None:
+    """The held-out curve at `x` of `key`, linear between evaluations; None outside the curve's range."""
+    pts = sorted(_points(run, key, metric))
+    if not pts or x < pts[0][0] or x > pts[-1][0]:
+        return None
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return pts[-1][1]
+
+
+def equal_tokens_pair(
+    arm: dict, base: dict, metric: str = "pass@1", window: int = FINAL_WINDOW
+) -> tuple[float | None, float | None]:
+    """Both runs' accuracy at the same generated-token counts: the last `window` evaluations of whichever run
+    sampled fewer tokens, and the other run's curve interpolated at those token counts (each averaged).
+
+    A method that samples fewer tokens per step is compared with the baseline at its own budget, where the
+    baseline had the same number of sampled tokens; with equal budgets this is the two final accuracies."""
+    ta, tb = arm.get("generated_tokens"), base.get("generated_tokens")
+    if not (_finite(ta) and _finite(tb)):
+        return None, None
+    short, other = (arm, base) if ta <= tb else (base, arm)
+    xs = [x for x, _ in sorted(_points(short, "generated_tokens", metric))][-window:]
+    if not xs:
+        return None, None
+    ys_short = [accuracy_at(short, x, metric) for x in xs]
+    ys_other = [accuracy_at(other, x, metric) for x in xs]
+    if any(y is None for y in ys_short + ys_other):
+        return None, None
+    a, b = sum(ys_short) / len(xs), sum(ys_other) / len(xs)
+    return (a, b) if short is arm else (b, a)
 
 
 def tokens_to_threshold(run: dict, threshold: float, metric: str = "pass@1") -> float | None:
@@ -134,6 +178,7 @@ class ArmSummary:
     delta_final: PairedInterval
     delta_greedy: PairedInterval
     delta_auc: PairedInterval
+    delta_equal_tokens: PairedInterval  # pass@1 at the same generated-token counts (`equal_tokens_pair`)
     tokens_ratio: list[float | None]  # per seed: tokens-to-threshold of the arm / of the baseline
     generated_tokens: tuple[float, float]
     train_seconds: tuple[float, float]
@@ -172,6 +217,7 @@ def summarise(
         budgets = [r.get("generated_tokens") for r in ref]
         auc = [area_under_curve(r, b, metric) if _finite(b) else None for r, b in zip(arm, budgets)]
         auc_b = [area_under_curve(r, b, metric) if _finite(b) else None for r, b in zip(ref, budgets)]
+        eq = [equal_tokens_pair(r, rb, metric) for r, rb in zip(arm, ref)]
         ratios = []
         for r, rb, fb in zip(arm, ref, fin_b):
             if fb is None:
@@ -195,6 +241,7 @@ def summarise(
                 delta_final=paired_interval(_nan(fin), _nan(fin_b)),
                 delta_greedy=paired_interval(_nan(gre), _nan(gre_b)),
                 delta_auc=paired_interval(_nan(auc), _nan(auc_b)),
+                delta_equal_tokens=paired_interval(_nan([a for a, _ in eq]), _nan([b for _, b in eq])),
                 tokens_ratio=ratios,
                 generated_tokens=mean_sd([r.get("generated_tokens") for r in arm]),
                 train_seconds=mean_sd(secs),
