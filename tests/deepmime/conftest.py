@@ -40,6 +40,7 @@ def tiny_config(tmp_path, **overrides) -> DeepMimeConfig:
         rl_warmup_steps=1,
         rl_ramp_steps=1,
         learning_rate=1e-3,
+        kd_loss_weight=1.0,
         seed=0,
     )
     kw.update(overrides)

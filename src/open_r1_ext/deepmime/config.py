@@ -11,7 +11,7 @@ TEACHER_PRESETS = {
     "1.3b": "deepseek-ai/deepseek-coder-1.3b-base",
     "33b": "deepseek-ai/deepseek-coder-33b-base",
 }
-MEMORY_INITS = ("teacher_weights", "random")
+MEMORY_INITS = ("teacher_weights", "teacher_hybrid", "random")
 
 
 @dataclass
@@ -45,17 +45,40 @@ class DeepMimeConfig(TokenScavengerConfig):
     memory_latent_dim: int = field(default=128, metadata={"help": "Latent dimension of memory keys/values."})
     num_experts: int = field(default=4, metadata={"help": "Experts reading the memory."})
     num_experts_per_tok: int = field(default=2, metadata={"help": "Experts active per token (top-k routing)."})
+    memory_scale_init: float = field(
+        default=2.0,
+        metadata={
+            "help": "Initial sharpness of the memory read: slot logits are tau * cos(q, k) with tau (learned) starting "
+            "at this * sqrt(memory_latent_dim), i.e. logits of std ~this over random keys (model.py)."
+        },
+    )
     memory_init: str = field(
         default="teacher_weights",
-        metadata={"help": f"How a fresh student's memory starts, one of {MEMORY_INITS} (see encoders.py)."},
+        metadata={
+            "help": f"How a fresh student's memory starts, one of {MEMORY_INITS}: the teacher's principal "
+            "directions, the seed's hybrid codes, or random (see encoders.py)."
+        },
     )
     # ---- losses
     hidden_loss_weight: float = field(
         default=0.275, metadata={"help": "Weight of the MSE between projected student and teacher hidden states."}
     )
     balance_loss_weight: float = field(
-        default=0.01, metadata={"help": "Weight of the MoE load-balancing loss (Mixtral's; 2.0 at balance)."}
+        default=0.01,
+        metadata={"help": "Weight of the MoE load-balancing loss (Mixtral's; 2.0 at balance). Switch: 1e-2."},
     )
+    router_z_loss_weight: float = field(
+        default=1e-3,
+        metadata={"help": "Weight of ST-MoE's router z-loss, mean logsumexp(router logits)^2 (ST-MoE: 1e-3; 0: off)."},
+    )
+    kd_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of token-level distillation, kd_temperature^2 * KL(teacher || student) of the next-token "
+            "distributions on the reference completion (the same forward as the CE anchor; 0: off)."
+        },
+    )
+    kd_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distillation term."})
     default_dataset: str = field(
         default="builtin:running_sum",
         metadata={"help": "Dataset of the manual loop when no train_dataset is given (`builtin:<task>`)."},
@@ -78,9 +101,12 @@ class DeepMimeConfig(TokenScavengerConfig):
             raise ValueError(f"memory_init must be one of {MEMORY_INITS}, got {self.memory_init!r}")
         if self.teacher_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"teacher_dtype must be auto, float32, bfloat16 or float16, got {self.teacher_dtype!r}")
-        for name in ("hidden_loss_weight", "balance_loss_weight"):
+        for name in ("hidden_loss_weight", "balance_loss_weight", "router_z_loss_weight", "kd_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("kd_temperature", "memory_scale_init"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 1 <= self.num_experts_per_tok <= self.num_experts:
             raise ValueError(
                 f"num_experts_per_tok must be in [1, num_experts={self.num_experts}], got {self.num_experts_per_tok!r}"

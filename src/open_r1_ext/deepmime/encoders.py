@@ -12,16 +12,29 @@ parameters are drawn from a seeded generator (so two encoders built with the sam
 - `HybridWeightEncoder`: both, plus the 5 global statistics of `weight_statistics` (mean, std, max |w|, mean |w|,
   excess kurtosis), fused by a linear layer and a tanh.
 
+- `PrincipalDirectionEncoder` (issue 17): the matrix's top singular pairs themselves, each read direction `v_i`
+  and write direction `u_i` projected into the student's latent space by a fixed Gaussian map per dimension (so
+  matrices that share a side, e.g. everything reading the teacher's hidden state, stay comparable), the write side
+  weighted by `sigma_i`. This is what initialises the memory by default.
+
+**Why the default changed.** Measured on main: the hybrid codes of different teacher matrices had mean cosine 0.972
+(the tanh of a random fusion dominated by its bias), codes of a trained and of a randomly initialised teacher had
+cosine 0.937 slot for slot, and the PCA encoder kept singular values only, so the keys it gave had effective rank 3.3
+(random keys: 29.5). Principal directions keep what the matrix does, and two different matrices give orthogonal-ish
+keys.
+
 **How they reach the student** (`init_memory_from_teacher`, called once by the trainer on a freshly created
-student). The teacher's 2-D weight matrices are listed in name order, excluding embeddings and the LM head; slot
-`s` of the memory takes matrix `s * n_matrices // memory_slots` (every matrix when there are more slots than
-matrices, evenly spaced ones when fewer). A `HybridWeightEncoder` with `out_dim = 2 * memory_latent_dim` (its PCA
-blocks re-drawn per slot from `seed + s`, so two slots that share a matrix still differ) encodes it; the first half
-becomes the slot's key, the second its value. Keys and values are then standardised over all slots and rescaled to
-the random init's scale (keys std `1/sqrt(L)`, values std `initializer_range`), so the memory starts at the same
-magnitude as a random one but with a structure taken from the teacher: slots whose matrices are alike have alike
-keys. The encoders are untrained random maps (a random-feature projection); training moves the memory from there.
-The config records `memory_initialized_from` so that a reloaded or resumed student is never re-initialised.
+student, `memory_init: teacher_weights`). The teacher's 2-D weight matrices are listed in name order, excluding
+embeddings and the LM head. Slot `s` takes singular pair `s // n` of matrix `s % n` (n matrices; every matrix before
+any second pair): its key is the projected read direction, its value the projected, sigma-weighted write direction.
+Keys and values are standardised over all slots to the random init's unit scale. `memory_init: teacher_hybrid`
+keeps the seed's scheme (slot s takes matrix `s * n // slots`, hybrid code split into key and value). The config
+records `memory_initialized_from` so that a reloaded or resumed student is never re-initialised.
+
+**Telling matrices apart** (`matrix_descriptor`, `matrix_type_accuracy`). Principal directions say what a matrix
+reads and writes, which is specific to its layer, not its type; whether codes carry the teacher's structure is
+measured on a sign- and permutation-invariant descriptor (spectrum shares, row/column-norm quantiles, std, kurtosis)
+by leave-one-out nearest-neighbour accuracy of the matrix type, against a randomly initialised teacher.
 """
 
 from __future__ import annotations
@@ -145,7 +158,90 @@ class HybridWeightEncoder(nn.Module):
         return torch.tanh(self.fuse(x))
 
 
-ENCODERS = {"sparse": SparseWeightEncoder, "pca": PCAWeightEncoder, "hybrid": HybridWeightEncoder}
+class PrincipalDirectionEncoder(nn.Module):
+    """A matrix's top singular pairs as (key, value) rows in the student's latent space, `(rank, 2 * out_dim)`.
+
+    For `W = sum_i sigma_i u_i v_i^T` the key of pair i is `P_C v_i` (the direction the matrix reads) and its value
+    `(sigma_i / rms(sigma)) * P_R u_i` (the direction it writes, weighted by its share of the spectrum), where `P_n`
+    is a fixed `(n, out_dim)` Gaussian map with `1/sqrt(out_dim)` entries, drawn from `seed` and the dimension `n`:
+    all matrices that read or write the teacher's hidden space use the same `P_H`, so their directions keep their
+    angles (Johnson-Lindenstrauss) and stay comparable. A pair's sign is fixed by making the key's largest entry
+    positive (u and v flip together). The encoder has no trained parameters."""
+
+    def __init__(self, out_dim: int, rank: int = 4, seed: int = 0):
+        super().__init__()
+        if out_dim < 1 or rank < 1:
+            raise ValueError(f"out_dim and rank must be >= 1, got out_dim={out_dim!r}, rank={rank!r}")
+        self.out_dim, self.rank, self.seed = out_dim, rank, seed
+        self._maps: dict[int, torch.Tensor] = {}
+
+    def projection(self, n: int) -> torch.Tensor:
+        """The fixed `(n, out_dim)` map for an `n`-dimensional side."""
+        if n not in self._maps:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + n)
+            self._maps[n] = torch.randn(n, self.out_dim, generator=g) / self.out_dim**0.5
+        return self._maps[n]
+
+    @torch.no_grad()
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        w = weight.detach().float().cpu()
+        if w.dim() != 2:
+            raise ValueError(f"expected a 2-D weight matrix, got shape {tuple(w.shape)}")
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+        r = min(self.rank, s.numel())
+        keys = vh[:r] @ self.projection(w.size(1))  # (r, out_dim)
+        values = u[:, :r].t() @ self.projection(w.size(0))
+        sign = keys.gather(1, keys.abs().argmax(1, keepdim=True)).sign()
+        scale = (s[:r] / s.pow(2).mean().sqrt().clamp(min=1e-12)).unsqueeze(1)
+        codes = torch.cat([keys * sign, values * sign * scale], dim=1)
+        if r < self.rank:  # a matrix of rank < `rank`: repeat its pairs
+            codes = codes[torch.arange(self.rank) % r]
+        return codes
+
+
+def matrix_descriptor(weight: torch.Tensor, quantiles: int = 8, spectrum: int = 8) -> torch.Tensor:
+    """A sign- and permutation-invariant description of a matrix, `(2 + spectrum + 2 * quantiles,)`: log std, log1p
+    of the excess kurtosis (clamped at -0.99), the square roots of the top `spectrum` shares of `sum sigma^2`, and
+    `quantiles` quantiles of its row norms and of its column norms, each over their mean (how unevenly it reads and
+    writes). What `matrix_type_accuracy` compares; the shape enters only through these distributions."""
+    w = weight.detach().float().cpu()
+    s = torch.linalg.svdvals(w)
+    share = (s**2 / (s**2).sum().clamp(min=1e-24))[:spectrum]
+    share = torch.cat([share, share.new_zeros(spectrum - share.numel())])
+    var = w.var(unbiased=False).clamp(min=1e-24)
+    kurtosis = ((w - w.mean()) ** 4).mean() / var**2 - 3.0
+    probs = torch.linspace(0, 1, quantiles)
+    rows, cols = w.norm(dim=1), w.norm(dim=0)
+    return torch.cat(
+        [
+            var.log().reshape(1) / 2,
+            kurtosis.clamp(min=-0.99).log1p().reshape(1),
+            share.sqrt(),
+            torch.quantile(rows / rows.mean().clamp(min=1e-12), probs),
+            torch.quantile(cols / cols.mean().clamp(min=1e-12), probs),
+        ]
+    )
+
+
+def matrix_type_accuracy(codes: torch.Tensor, labels: list[str]) -> float:
+    """Leave-one-out nearest-neighbour accuracy `(N, D)` codes -> labels: features standardised over the N codes,
+    Euclidean distance; the share of codes whose nearest other code has the same label."""
+    if codes.size(0) < 2 or len(labels) != codes.size(0):
+        raise ValueError(f"need >= 2 codes and one label each, got {codes.size(0)} codes and {len(labels)} labels")
+    z = codes.float()
+    z = (z - z.mean(0)) / z.std(0).clamp(min=1e-8)
+    dist = torch.cdist(z, z)
+    dist.fill_diagonal_(float("inf"))
+    nearest = dist.argmin(1).tolist()
+    return sum(labels[i] == labels[j] for i, j in enumerate(nearest)) / len(labels)
+
+
+ENCODERS = {
+    "sparse": SparseWeightEncoder,
+    "pca": PCAWeightEncoder,
+    "hybrid": HybridWeightEncoder,
+    "principal": PrincipalDirectionEncoder,
+}
 
 
 def teacher_matrices(teacher: nn.Module) -> list[tuple[str, torch.Tensor]]:
@@ -157,17 +253,26 @@ def teacher_matrices(teacher: nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 
 @torch.no_grad()
-def encode_teacher(teacher: nn.Module, memory_slots: int, latent_dim: int, seed: int = 0, **encoder_kwargs):
-    """Codes `(memory_slots, 2 * latent_dim)` of the teacher's matrices (see the module docstring)."""
+def encode_teacher(
+    teacher: nn.Module, memory_slots: int, latent_dim: int, seed: int = 0, encoder: str = "principal", **encoder_kwargs
+) -> torch.Tensor:
+    """Codes `(memory_slots, 2 * latent_dim)` of the teacher's matrices, key then value (see the module docstring).
+
+    `principal`: the slots are spread over the matrices (`ceil(memory_slots / n)` singular pairs per matrix, slot s
+    taking pair `s // n` of matrix `s % n`, so every matrix is used before any second pair). `hybrid` (the seed's):
+    slot s takes matrix `s * n // memory_slots`, encoded with PCA blocks re-drawn from `seed + s`."""
     mats = teacher_matrices(teacher)
     if not mats:
         raise ValueError(f"{type(teacher).__name__} has no 2-D weight matrices to encode")
-    encoder = HybridWeightEncoder(2 * latent_dim, seed=seed, **encoder_kwargs)
-    codes = []
-    for s in range(memory_slots):
-        _, weight = mats[s * len(mats) // memory_slots]
-        codes.append(encoder(weight, pca_seed=seed + s))
-    return torch.stack(codes)
+    n = len(mats)
+    if encoder == "principal":
+        enc = PrincipalDirectionEncoder(latent_dim, rank=-(-memory_slots // n), seed=seed, **encoder_kwargs)
+        per_matrix = [enc(weight) for _, weight in mats]
+        return torch.stack([per_matrix[s % n][s // n] for s in range(memory_slots)])
+    if encoder == "hybrid":
+        hybrid = HybridWeightEncoder(2 * latent_dim, seed=seed, **encoder_kwargs)
+        return torch.stack([hybrid(mats[s * n // memory_slots][1], pca_seed=seed + s) for s in range(memory_slots)])
+    raise ValueError(f"encoder must be `principal` or `hybrid`, got {encoder!r}")
 
 
 def _standardise(x: torch.Tensor, std: float) -> torch.Tensor:
@@ -175,13 +280,21 @@ def _standardise(x: torch.Tensor, std: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def init_memory_from_teacher(student, teacher: nn.Module, name: str, seed: int = 0) -> torch.Tensor:
-    """Overwrite the student's memory keys/values with encoded teacher weights; returns the codes `(S, 2L)`."""
+def init_memory_from_teacher(student, teacher: nn.Module, name: str, seed: int = 0, encoder: str = "principal"):
+    """Overwrite the student's memory keys/values with encoded teacher weights; returns the codes `(S, 2L)`.
+
+    Keys and values are rescaled to the random init's scale (unit std; the read normalises keys anyway)."""
     memory = student.memory
     slots, latent = memory.memory_keys.shape
-    codes = encode_teacher(teacher, slots, latent, seed=seed).float()
-    std_v = student.config.initializer_range
-    memory.memory_keys.copy_(_standardise(codes[:, :latent], latent**-0.5).to(memory.memory_keys))
-    memory.memory_values.copy_(_standardise(codes[:, latent:], std_v).to(memory.memory_values))
+    codes = encode_teacher(teacher, slots, latent, seed=seed, encoder=encoder).float()
+    memory.memory_keys.copy_(_standardise(codes[:, :latent], 1.0).to(memory.memory_keys))
+    memory.memory_values.copy_(_standardise(codes[:, latent:], 1.0).to(memory.memory_values))
     student.config.memory_initialized_from = name
     return codes
+
+
+def effective_rank(x: torch.Tensor) -> float:
+    """exp(entropy of the normalised squared singular values) of `(N, D)` rows: how many directions they span."""
+    s = torch.linalg.svdvals(x.detach().float().cpu())
+    p = s**2 / (s**2).sum().clamp(min=1e-24)
+    return float(torch.exp(-(p * p.clamp(min=1e-24).log()).sum()))

@@ -5,18 +5,35 @@ Seed: `../shared/seeds/000_2452fced7af1b1cb.txt` (DeepMime). Layout of one forwa
 
     h = LlamaModel(input_ids).last_hidden_state            (B, T, H)   final RMSNorm included
     q = W_q h                                               (B, T, L)   L = memory_latent_dim (128)
-    a = softmax(q K^T / sqrt(L))                            (B, T, S)   K: (S, L) memory keys, S = memory_slots (64)
+    a = softmax(tau * cos(q, K))                            (B, T, S)   K: (S, L) memory keys, S = memory_slots (64)
     r = a V                                                 (B, T, L)   V: (S, L) memory values
     g = softmax(W_r h), top-2 of E, renormalised            (B, T, E)   E = num_experts (4), 2 non-zero per token
     h' = norm(h + sum_e g_e * expert_e(r))                  (B, T, H)   expert_e: L -> 2L -> H (GELU MLP)
     logits = lm_head(h')
+
+**Why the read is cosine attention with a learned scale** (issue 17). With the seed's `q K^T / sqrt(L)` and
+transformers' 0.02-std init, every slot logit was ~0, the attention over 64 slots stayed uniform through training
+(entropy 0.998 of its maximum), every token read the same mean value, and the memory acted as one constant bias
+(removing it moved validation CE by 0.1 %). Here queries and keys are L2-normalised (so no slot wins by norm alone
+and the logit range is fixed) and multiplied by a learned `tau = exp(log_scale)`, initialised to
+`memory_scale_init * sqrt(L)`: over random keys `cos(q, k)` has std `1/sqrt(L)`, so the logits start with std
+`memory_scale_init` (2.0: ~0.66 of the maximal entropy at 64 slots) whatever L is, and training can sharpen or
+flatten the read. Values start at unit scale and the experts with fan-in scaled weights, so the memory's output is
+of the order of `h` from the first step and its parameters get gradients comparable to the backbone's (the seed's
+0.02-std values and experts gave a read ~1e-4 of `h` and slot-key gradients ~1e-7).
+
+The forward also returns two diagnostics as detached scalars over non-padding tokens: `memory_attention_entropy`
+(mean per-token entropy of `a` over `log S`: 1.0 is a uniform read, 0 a single slot) and `router_entropy` (mean
+per-token entropy of the router's softmax over `log E`). `memory_ablated(model)` is a context manager under which
+the memory/MoE output is removed (`h' = norm(h)`), for the ablation the trainer logs at evaluation.
 
 The memory is position-wise (every token reads the same slots), so it needs no cache of its own: generation with
 the backbone's KV cache is unchanged. The experts are computed densely and combined with the sparse gate (at four
 small experts the gather/scatter of a sparse dispatch costs more than it saves); the gate still puts weight on
 exactly `num_experts_per_tok` experts per token. The load-balancing loss is Mixtral's (`load_balancing_loss_func`,
 `E * sum_e f_e * P_e` over non-padding tokens, `num_experts_per_tok` at perfect balance and larger when routing
-collapses); it is returned as `aux_loss` and the trainer adds it with its own weight. The config deliberately has no
+collapses); it is returned as `aux_loss`, and ST-MoE's router z-loss (`mean_t logsumexp(router logits)^2`, which
+keeps router logits from drifting large) as `router_z_loss`; the trainer adds each with its own weight. The config deliberately has no
 `output_router_logits` attribute, so TRL's GRPO loss does not add a second copy.
 
 `DeepMimeStudentForCausalLM.model` is a `DeepMimeStudentModel` whose output's `last_hidden_state` is `h'`, which
@@ -28,6 +45,7 @@ is what TRL's fused LM head (`add_fused_lm_head`: `model.base_model(...).last_hi
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +87,7 @@ class DeepMimeStudentConfig(PretrainedConfig):
         memory_latent_dim: int = 128,
         num_experts: int = 4,
         num_experts_per_tok: int = 2,
+        memory_scale_init: float = 2.0,
         teacher_hidden_size: int | None = None,
         memory_initialized_from: str | None = None,
         pad_token_id: int | None = None,
@@ -86,9 +105,12 @@ class DeepMimeStudentConfig(PretrainedConfig):
             ("memory_slots", memory_slots),
             ("memory_latent_dim", memory_latent_dim),
             ("num_experts", num_experts),
+            ("memory_scale_init", memory_scale_init),
         ):
-            if value < 1:
+            if value < 1 and name != "memory_scale_init":
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
         if hidden_size % num_attention_heads:
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be divisible by num_attention_heads ({num_attention_heads})"
@@ -110,6 +132,8 @@ class DeepMimeStudentConfig(PretrainedConfig):
         self.memory_latent_dim = memory_latent_dim
         self.num_experts = num_experts
         self.num_experts_per_tok = num_experts_per_tok
+        # Initial std of the slot logits over random keys (see the module docstring): tau starts at this * sqrt(L)
+        self.memory_scale_init = memory_scale_init
         self.teacher_hidden_size = teacher_hidden_size
         # Which teacher's weights initialised the memory (None: random init); recorded so that it is done once.
         self.memory_initialized_from = memory_initialized_from
@@ -151,9 +175,20 @@ class MemoryReadout:
     attention: torch.Tensor
 
 
+def normalised_entropy(probs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over tokens of `H(p) / log K` for distributions `probs` `(..., K)`, over `mask` `(...)` when given
+    (1.0: uniform, 0: one-hot). Detached, float32 scalar."""
+    p = probs.detach().float()
+    h = -(p * p.clamp(min=1e-12).log()).sum(-1) / math.log(max(p.size(-1), 2))
+    if mask is None:
+        return h.mean()
+    m = mask.to(h.dtype)
+    return (h * m).sum() / m.sum().clamp(min=1.0)
+
+
 class MoEMemory(nn.Module):
-    """Key-value memory read by attention, its readout routed through a top-k mixture of experts (see the module
-    docstring for the equations)."""
+    """Key-value memory read by scaled cosine attention, its readout routed through a top-k mixture of experts (see
+    the module docstring for the equations and for why the read is normalised)."""
 
     def __init__(self, config: DeepMimeStudentConfig):
         super().__init__()
@@ -161,11 +196,26 @@ class MoEMemory(nn.Module):
         self.top_k = config.num_experts_per_tok
         self.memory_keys = nn.Parameter(torch.empty(config.memory_slots, latent))
         self.memory_values = nn.Parameter(torch.empty(config.memory_slots, latent))
+        self.log_scale = nn.Parameter(torch.empty(()))
         self.query = nn.Linear(h, latent, bias=False)
         self.router = nn.Linear(h, e, bias=False)
         self.experts_in = nn.ModuleList(nn.Linear(latent, 2 * latent) for _ in range(e))
         self.experts_out = nn.ModuleList(nn.Linear(2 * latent, h) for _ in range(e))
         self.norm = LlamaRMSNorm(h, eps=config.rms_norm_eps)
+        self.ablated = False  # set by `memory_ablated`: the block then adds nothing to `h`
+        self.reset_parameters(config)  # a standalone block is usable; in a model, `_init_weights` repeats it
+
+    @torch.no_grad()
+    def reset_parameters(self, config: DeepMimeStudentConfig):
+        """Unit-scale keys and values, fan-in scaled query and experts, tau = memory_scale_init * sqrt(L)."""
+        latent = self.memory_keys.size(1)
+        self.memory_keys.normal_(0.0, 1.0)
+        self.memory_values.normal_(0.0, 1.0)
+        self.log_scale.fill_(math.log(config.memory_scale_init * math.sqrt(latent)))
+        self.query.weight.normal_(0.0, config.hidden_size**-0.5)
+        for layer in (*self.experts_in, *self.experts_out):
+            layer.weight.normal_(0.0, layer.in_features**-0.5)
+            layer.bias.zero_()
 
     def route(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Router logits `(B, T, E)` and top-k gates `(B, T, E)`: softmax over all experts, top-k kept and
@@ -177,17 +227,34 @@ class MoEMemory(nn.Module):
         gates = torch.zeros_like(probs).scatter(-1, idx, top).to(hidden.dtype)
         return logits, gates
 
+    def attend(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Attention over the slots `(B, T, S)`: `softmax(tau * cos(W_q h, K))`."""
+        q = F.normalize(self.query(hidden), dim=-1)
+        k = F.normalize(self.memory_keys.to(q.dtype), dim=-1)
+        return (self.log_scale.exp().to(q.dtype) * q @ k.t()).softmax(dim=-1)
+
     def forward(self, hidden: torch.Tensor) -> MemoryReadout:
-        q = self.query(hidden)
-        scores = q @ self.memory_keys.t().to(q.dtype) / math.sqrt(q.size(-1))
-        attention = scores.softmax(dim=-1)
-        read = attention @ self.memory_values.to(q.dtype)
+        attention = self.attend(hidden)
+        read = attention @ self.memory_values.to(hidden.dtype)
         logits, gates = self.route(hidden)
         mixed = torch.zeros_like(hidden)
-        for e, (w_in, w_out) in enumerate(zip(self.experts_in, self.experts_out)):
-            mixed = mixed + gates[..., e : e + 1] * w_out(F.gelu(w_in(read)))
+        if not self.ablated:
+            for e, (w_in, w_out) in enumerate(zip(self.experts_in, self.experts_out)):
+                mixed = mixed + gates[..., e : e + 1] * w_out(F.gelu(w_in(read)))
         out = self.norm(hidden + mixed)
         return MemoryReadout(out, logits.reshape(-1, logits.size(-1)), gates, attention)
+
+
+@contextmanager
+def memory_ablated(model):
+    """Within this block `model`'s memory/MoE block adds nothing (`h' = norm(h)`): the ablation behind
+    `deepmime/memory_ablation_ce_increase`. `model` is a `DeepMimeStudentForCausalLM` or `DeepMimeStudentModel`."""
+    memory = model.memory if not isinstance(model, MoEMemory) else model
+    previous, memory.ablated = memory.ablated, True
+    try:
+        yield model
+    finally:
+        memory.ablated = previous
 
 
 @dataclass
@@ -196,14 +263,21 @@ class DeepMimeModelOutput(BaseModelOutputWithPast):
 
     router_logits: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
+    router_z_loss: torch.Tensor | None = None
+    memory_attention_entropy: torch.Tensor | None = None
+    router_entropy: torch.Tensor | None = None
 
 
 @dataclass
 class DeepMimeCausalLMOutput(CausalLMOutputWithPast):
-    """`CausalLMOutputWithPast` plus the balance loss `aux_loss` and the final hidden state `last_hidden_state`."""
+    """`CausalLMOutputWithPast` plus the balance loss `aux_loss`, the router z-loss `router_z_loss`, the final hidden
+    state `last_hidden_state` and the two read diagnostics (see the module docstring)."""
 
     aux_loss: torch.Tensor | None = None
+    router_z_loss: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
+    memory_attention_entropy: torch.Tensor | None = None
+    router_entropy: torch.Tensor | None = None
 
 
 class DeepMimeStudentPreTrainedModel(PreTrainedModel):
@@ -218,9 +292,7 @@ class DeepMimeStudentPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)  # Linear, Embedding, RMSNorm, rotary buffers (transformers' generic init)
         if isinstance(module, MoEMemory):
-            std = self.config.initializer_range
-            module.memory_keys.normal_(0.0, 1.0 / math.sqrt(module.memory_keys.size(1)))
-            module.memory_values.normal_(0.0, std)
+            module.reset_parameters(self.config)
 
 
 class DeepMimeStudentModel(DeepMimeStudentPreTrainedModel):
@@ -270,6 +342,9 @@ class DeepMimeStudentModel(DeepMimeStudentPreTrainedModel):
         aux = load_balancing_loss_func(
             (read.router_logits,), self.config.num_experts, self.config.num_experts_per_tok, mask
         )
+        z = read.router_logits.float().logsumexp(dim=-1) ** 2  # (B*T,)
+        flat = mask.reshape(-1).float() if mask is not None else torch.ones_like(z)
+        z_loss = (z * flat).sum() / flat.sum().clamp(min=1.0)
         hidden_states = out.hidden_states + (read.hidden,) if out.hidden_states is not None else None
         return DeepMimeModelOutput(
             last_hidden_state=read.hidden,
@@ -278,6 +353,9 @@ class DeepMimeStudentModel(DeepMimeStudentPreTrainedModel):
             attentions=out.attentions,
             router_logits=read.router_logits,
             aux_loss=aux,
+            router_z_loss=z_loss,
+            memory_attention_entropy=normalised_entropy(read.attention, mask),
+            router_entropy=normalised_entropy(read.router_logits.view(*read.gates.shape).softmax(-1), mask),
         )
 
 
@@ -345,7 +423,10 @@ class DeepMimeStudentForCausalLM(DeepMimeStudentPreTrainedModel, GenerationMixin
             hidden_states=out.hidden_states,
             attentions=out.attentions,
             aux_loss=out.aux_loss,
+            router_z_loss=out.router_z_loss,
             last_hidden_state=hidden,
+            memory_attention_entropy=out.memory_attention_entropy,
+            router_entropy=out.router_entropy,
         )
 
 

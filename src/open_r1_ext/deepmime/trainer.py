@@ -15,14 +15,22 @@ clamp, CE anchor on reference completions, RL warm-up schedule) plus what distil
    functions (in place of the `teacher_logprob` name when a recipe lists it, else appended with weight 1.0), beside
    any shaped rewards the recipe names. Advantages are TokenScavenger's (`advantage_estimator`), clamped to +-5.
 4. **Loss** (`extra_loss_terms`, TokenScavenger's extension point): `w_grpo(step) * GRPO + ce_loss_weight *
-   CE(ref) + hidden_loss_weight * MSE(teacher_proj(h_student), LN(h_teacher)) + balance_loss_weight * MoE balance`.
-   The CE, hidden and balance terms read the one student forward on the reference completion that TokenScavenger's
-   loss makes (`ReferenceForward`); the teacher's last hidden state on the same tokens is layer-normalised (no
-   affine) so the MSE does not scale with the teacher's activation size. The CE is measured (and logged) even at
-   weight 0. DeepMime's own terms are logged under `deepmime/`, TokenScavenger's under `scavenger/`.
-5. **Manual loop** (`train_step`): the seed's `DeepMimeTrainer(config=..., teacher_model_id=..., student_model=None)`
+   CE(ref) + kd_loss_weight * T^2 KL(teacher || student) + hidden_loss_weight * MSE(teacher_proj(h_student),
+   LN(h_teacher)) + balance_loss_weight * MoE balance + router_z_loss_weight * router z-loss`. The CE, KD, hidden,
+   balance and z terms read the one student forward on the reference completion that TokenScavenger's loss makes
+   (`ReferenceForward`), and one teacher forward on the same tokens serves the KD and hidden terms; the teacher's
+   last hidden state is layer-normalised (no affine) so the MSE does not scale with the teacher's activation size.
+   The CE is measured (and logged) even at weight 0. DeepMime's own terms are logged under `deepmime/`,
+   TokenScavenger's under `scavenger/`. The KD term (not in the seed, off by default) carries the teacher's next-token
+   distribution; on the addition benchmark it added nothing measurable to the hidden-state term (README). Balance
+   1e-2 and z-loss 1e-3 are Switch's and ST-MoE's values.
+5. **Diagnostics**: `deepmime/memory_attention_entropy` and `deepmime/router_entropy` (per-token entropies over
+   their maxima) on every loss forward; at evaluation `deepmime/memory_ablation_ce_increase`, the relative increase
+   of the reference CE with the memory/MoE output removed (`model.memory_ablated`). `summary_results` adds the same
+   on held-out rows of a built-in task (`diagnostics.memory_diagnostics`) to the launch script's `results.json`.
+6. **Manual loop** (`train_step`): the seed's `DeepMimeTrainer(config=..., teacher_model_id=..., student_model=None)`
    then `trainer.train_step()` runs one optimizer step of the same update `train()` makes.
-6. **Checkpoints** carry the teacher name, memory codes and rollouts scored (`core.checkpoint`, name `deepmime`),
+7. **Checkpoints** carry the teacher name, memory codes and rollouts scored (`core.checkpoint`, name `deepmime`),
    beside TokenScavenger's carousel.
 """
 
@@ -41,8 +49,9 @@ from open_r1_ext.core.tiny import TinyModelSettings, build_builtin, parse_builti
 from open_r1_ext.token_scavenger.trainer import TokenScavengerGRPOTrainer
 
 from .config import MEMORY_INITS, TEACHER_PRESETS, DeepMimeConfig
+from .diagnostics import memory_diagnostics
 from .encoders import init_memory_from_teacher
-from .model import DeepMimeStudentConfig, DeepMimeStudentForCausalLM
+from .model import DeepMimeStudentConfig, DeepMimeStudentForCausalLM, memory_ablated
 
 
 logger = logging.getLogger(__name__)
@@ -82,6 +91,7 @@ def create_student(args: DeepMimeConfig, tokenizer, teacher_config) -> DeepMimeS
         memory_latent_dim=args.memory_latent_dim,
         num_experts=args.num_experts,
         num_experts_per_tok=args.num_experts_per_tok,
+        memory_scale_init=args.memory_scale_init,
         teacher_hidden_size=teacher_config.get_text_config().hidden_size,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -181,8 +191,11 @@ class DeepMimeTrainer(TokenScavengerGRPOTrainer):
         model = _student(args, model if model is not None else student_model, processing_class, teacher_model)
         self.memory_codes = None
         fresh = isinstance(model, DeepMimeStudentForCausalLM) and model.config.memory_initialized_from is None
-        if fresh and args.memory_init == "teacher_weights":
-            self.memory_codes = init_memory_from_teacher(model, teacher_model, self.teacher_name, seed=args.seed)
+        if fresh and args.memory_init != "random":
+            encoder = "hybrid" if args.memory_init == "teacher_hybrid" else "principal"
+            self.memory_codes = init_memory_from_teacher(
+                model, teacher_model, self.teacher_name, seed=args.seed, encoder=encoder
+            )
         # Reward: the teacher's log-prob, in place of the `teacher_logprob` placeholder or appended with weight 1.0
         self.teacher_reward = TeacherLogProbReward(teacher_model, processing_class)
         funcs, args.reward_weights = splice_reward(
@@ -211,14 +224,23 @@ class DeepMimeTrainer(TokenScavengerGRPOTrainer):
         return {"model": model, "processing_class": tokenizer, "dataset": dataset}
 
     def summary_results(self) -> dict:
-        """Held-out accuracy of the student on a built-in task (rows carry `task`), for the launch script."""
+        """Held-out greedy accuracy of the student on a built-in task (rows carry `task`) and, for a DeepMime
+        student, the memory diagnostics on 256 held-out reference completions (`memory_diagnostics`, keys prefixed
+        `deepmime/`), for the launch script's `results.json`."""
         row = self.train_dataset[0]
         if "task" not in row:
             return {}
         from open_r1_ext.core.evaluation import evaluate_task
+        from open_r1_ext.core.tasks import generate
 
-        acc = evaluate_task(self.model, self.processing_class, row["task"], n=128, temperature=0.0)["pass@1"]
-        return {"accuracy_after_greedy": acc}
+        model = self.accelerator.unwrap_model(self.model)
+        acc = evaluate_task(model, self.processing_class, row["task"], n=128, temperature=0.0)["pass@1"]
+        out = {"accuracy_after_greedy": acc}
+        if isinstance(model, DeepMimeStudentForCausalLM):
+            rows = generate(row["task"], 256, seed=0, split="test")
+            diagnostics = memory_diagnostics(model, self.processing_class, rows)
+            out.update({f"deepmime/{k}": v for k, v in diagnostics.items()})
+        return out
 
     # ---- rewards and losses -------------------------------------------------------------------------------------
 
@@ -230,39 +252,84 @@ class DeepMimeTrainer(TokenScavengerGRPOTrainer):
 
     def uses_reference(self) -> bool:
         args = self.args
-        return super().uses_reference() or args.hidden_loss_weight > 0 or args.balance_loss_weight > 0
+        return super().uses_reference() or any(
+            w > 0
+            for w in (
+                args.hidden_loss_weight,
+                args.balance_loss_weight,
+                args.router_z_loss_weight,
+                args.kd_loss_weight,
+            )
+        )
 
     def extra_loss_terms(self, model, inputs, reference) -> dict[str, tuple[float, torch.Tensor]]:
-        """TokenScavenger's terms plus the hidden-state MSE and the MoE balance loss, all read from `reference`."""
+        """TokenScavenger's terms plus the hidden-state MSE, token-level distillation, the MoE balance loss and the
+        router z-loss, all read from `reference` (one teacher forward serves the hidden and KD terms). Also logs the
+        memory diagnostics (`_log_memory_diagnostics`)."""
         terms = super().extra_loss_terms(model, inputs, reference)
         if "ce_rows" not in inputs:
             return terms
         args = self.args
         zero = torch.zeros((), device=self.accelerator.device)
-        if reference is None:  # this micro-batch has no CE rows
-            ce, hidden_mse, balance = zero, zero, zero
-        else:
+        ce, hidden_mse, kd, balance, z_loss = zero, zero, zero, zero, zero
+        if reference is not None:  # else this micro-batch has no CE rows
             ce = terms["scavenger/ce_loss"][1] if "scavenger/ce_loss" in terms else self.reference_ce(reference)
-            hidden_mse = self._hidden_mse(model, reference) if args.hidden_loss_weight > 0 else zero
-            balance = getattr(reference.output, "aux_loss", None)
-            balance = zero if balance is None else balance
+            teacher_out = None
+            if args.hidden_loss_weight > 0 or args.kd_loss_weight > 0:
+                with torch.no_grad():
+                    teacher_out = self.teacher(
+                        input_ids=reference.input_ids,
+                        attention_mask=reference.attention_mask,
+                        output_hidden_states=args.hidden_loss_weight > 0,
+                    )
+            if args.hidden_loss_weight > 0:
+                hidden_mse = self._hidden_mse(model, reference, teacher_out.hidden_states[-1])
+            if args.kd_loss_weight > 0:
+                kd = distillation_kl(reference, teacher_out.logits, args.kd_temperature)
+            out = reference.output
+            balance = out.aux_loss if getattr(out, "aux_loss", None) is not None else zero
+            z_loss = out.router_z_loss if getattr(out, "router_z_loss", None) is not None else zero
+            self._log_memory_diagnostics(model, reference, ce)
         terms["scavenger/ce_loss"] = (args.ce_loss_weight, ce)  # measured even at weight 0
         terms["deepmime/hidden_mse_loss"] = (args.hidden_loss_weight, hidden_mse)
+        if args.kd_loss_weight > 0:
+            terms["deepmime/kd_loss"] = (args.kd_loss_weight, kd)
         terms["deepmime/balance_loss"] = (args.balance_loss_weight, balance)
+        terms["deepmime/router_z_loss"] = (args.router_z_loss_weight, z_loss)
         return terms
 
-    def _hidden_mse(self, model, reference) -> torch.Tensor:
-        """MSE between the student's projected last hidden states and the teacher's (layer-normalised) ones."""
+    def _log_memory_diagnostics(self, model, reference, ce: torch.Tensor):
+        """`deepmime/memory_attention_entropy` and `deepmime/router_entropy` (normalised per-token entropies on the
+        reference forward); in evaluation also `deepmime/memory_ablation_ce_increase`, the relative increase of the
+        reference CE when the memory/MoE output is removed (one extra no-grad forward)."""
+        out = reference.output
+        if getattr(out, "memory_attention_entropy", None) is None:
+            return  # not a DeepMime student
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        for name in ("memory_attention_entropy", "router_entropy"):
+            value = getattr(out, name).to(self.accelerator.device)
+            metrics[f"deepmime/{name}"].append(self.accelerator.gather(value).mean().item())
+        if mode == "eval":
+            with torch.no_grad(), memory_ablated(model):
+                ablated = model(
+                    input_ids=reference.input_ids,
+                    attention_mask=reference.attention_mask,
+                    logits_to_keep=reference.targets.size(1) + 1,
+                )
+            ablated_ce = self.reference_ce(reference._replace(output=ablated))
+            increase = (ablated_ce - ce.detach()) / ce.detach().clamp(min=1e-8)
+            metrics["deepmime/memory_ablation_ce_increase"].append(self.accelerator.gather(increase).mean().item())
+
+    def _hidden_mse(self, model, reference, teacher_hidden: torch.Tensor) -> torch.Tensor:
+        """MSE between the student's projected last hidden states and the teacher's last hidden states
+        `teacher_hidden` `(R, P + W, H_teacher)`, layer-normalised, over the reference completion."""
         proj = getattr(model, "teacher_proj", None)
         if proj is None:
             return torch.zeros((), device=self.accelerator.device)
         width = reference.targets.size(1)
-        with torch.no_grad():
-            target = self.teacher(
-                input_ids=reference.input_ids, attention_mask=reference.attention_mask, output_hidden_states=True
-            )
-            target = target.hidden_states[-1][:, -width:].float()
-            target = F.layer_norm(target, target.shape[-1:])
+        target = teacher_hidden[:, -width:].float()
+        target = F.layer_norm(target, target.shape[-1:])
         pred = proj(reference.output.last_hidden_state[:, -width:]).float()
         m = reference.mask.unsqueeze(-1).float()
         return (((pred - target) ** 2) * m).sum() / (m.sum() * target.size(-1)).clamp(min=1.0)
@@ -326,6 +393,20 @@ class DeepMimeTrainer(TokenScavengerGRPOTrainer):
         self.rollouts_scored = state["rollouts_scored"]
 
 
+def distillation_kl(reference, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Token-level distillation (Hinton et al. 2015): `T^2 * KL(softmax(t / T) || softmax(s / T))` averaged over the
+    reference completion's tokens. `teacher_logits` `(R, P + W, V)` cover the whole reference input; the student's
+    `reference.output.logits` `(R, W + 1, V)` its last `W + 1` positions (both read at the `W` positions that
+    predict the completion tokens)."""
+    width = reference.targets.size(1)
+    student = reference.output.logits[:, :-1].float() / temperature
+    teacher = teacher_logits[:, -(width + 1) : -1].float() / temperature
+    t_logp = teacher.log_softmax(-1)
+    kl = (t_logp.exp() * (t_logp - student.log_softmax(-1))).sum(-1)  # (R, W)
+    mask = reference.mask.float()
+    return temperature**2 * (kl * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 def _resolve_config(args, teacher_model_id: str | None) -> DeepMimeConfig:
     """The trainer's config: given, the class itself (the seed passes `Config`), or the defaults."""
     if args is None:
@@ -363,6 +444,14 @@ def _student(args: DeepMimeConfig, model, tokenizer, teacher_model):
             "hidden_loss_weight > 0 needs a student with a `teacher_proj` (a DeepMime student created with "
             "teacher_hidden_size); set hidden_loss_weight: 0.0 for other students"
         )
+    if args.kd_loss_weight > 0:
+        student_vocab = model.get_output_embeddings().weight.size(0)
+        teacher_vocab = teacher_model.get_output_embeddings().weight.size(0)
+        if student_vocab != teacher_vocab:
+            raise ValueError(
+                f"kd_loss_weight > 0 compares next-token distributions, but the student's vocabulary has "
+                f"{student_vocab} entries and the teacher's {teacher_vocab}; set kd_loss_weight: 0.0"
+            )
     return model
 
 
