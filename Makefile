@@ -62,7 +62,9 @@ bench-overhead: venv
 	$(PY) launch/bench_overhead.py --steps 30 --rounds 4
 
 bench-deepmime: venv
-	$(PY) launch/bench_deepmime.py --steps 400 --rl_warmup 100
+	test -f runs/deepmime_teacher/model.safetensors || $(PY) src/open_r1_ext/grpo.py \
+		--config recipes/testbed_addition.yaml --output_dir runs/deepmime_teacher --save_strategy no
+	$(PY) launch/bench_deepmime.py --teacher runs/deepmime_teacher --steps 800 --prompts 32 --seeds 0 1 2
 
 bench-compression: venv
 	$(PY) launch/bench_compression.py
