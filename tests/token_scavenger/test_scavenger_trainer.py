@@ -337,3 +337,35 @@ def test_tree_estimator_shares_the_token_adaptive_tree_credit(tmp_path, tok, mod
     expected = expand_token_advantages(parts, out["completion_ids"].size(1)).clamp(-5.0, 5.0)
     assert out["advantages"].shape == expected.shape
     assert torch.allclose(out["advantages"], expected, atol=1e-4)
+
+
+def test_loss_term_probe_measures_norm_ratio_and_cosine_against_grpo():
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+    grpo = model(x).pow(2).mean()
+    other = model.bias.sum()  # touches only the bias
+    host = SimpleNamespace(_metrics={"train": defaultdict(list)})
+    terms = {"t/double": (2.0, grpo), "t/opposite": (1.0, -grpo), "t/other": (1.0, other)}
+    TokenScavengerGRPOTrainer._probe_loss_terms(host, model, grpo, terms)
+    m = host._metrics["train"]
+    assert m["t/double_grad_ratio"] == [pytest.approx(2.0)] and m["t/double_grad_cos"] == [pytest.approx(1.0)]
+    assert m["t/opposite_grad_cos"] == [pytest.approx(-1.0)]
+    g_w, g_b = torch.autograd.grad(grpo, [model.weight, model.bias])
+    expected = g_b.sum() / (g_b.norm() * 2**0.5) * g_b.norm() / torch.cat([g_w.reshape(-1), g_b]).norm()
+    assert m["t/other_grad_cos"] == [pytest.approx(expected.item(), rel=1e-5)]
+    assert model.weight.grad is None  # measured without touching .grad
+
+
+def test_loss_terms_are_probed_every_n_steps(tmp_path, tok, model_state, dataset):
+    args = config(tmp_path, max_steps=3, ce_loss_weight=1.0, carousel_weight=0.5, carousel_reward_threshold=0.5)
+    args.loss_term_probe_every = 2
+    trainer = make_trainer(model_state, tok, dataset, args)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "scavenger/ce_loss_grad_ratio" in h]
+    assert [h["step"] for h in logged] == [1, 3]  # optimizer steps 0 and 2 (logged as steps 1 and 3)
+    assert all(h["scavenger/ce_loss_grad_ratio"] > 0 and -1 <= h["scavenger/ce_loss_grad_cos"] <= 1 for h in logged)
+    assert any("scavenger/carousel_loss_grad_ratio" in h for h in logged[1:])  # the carousel holds rollouts by then

@@ -81,6 +81,14 @@ class TokenScavengerConfig(TokenAdaptiveConfig):
     carousel_batch_size: int = field(
         default=8, metadata={"help": "Rollouts replayed per micro-batch for the carousel term (cost: one forward)."}
     )
+    loss_term_probe_every: int = field(
+        default=50,
+        metadata={
+            "help": "Every this many optimizer steps (0: never), measure each extra loss term's gradient against the "
+            "weighted GRPO term's on one micro-batch: `<term>_grad_ratio` (norm ratio) and `<term>_grad_cos` "
+            "(cosine). One extra backward per term on that micro-batch; single-process runs only."
+        },
+    )
     ce_loss_weight: float = field(
         default=1.0,
         metadata={
@@ -153,6 +161,8 @@ class TokenScavengerConfig(TokenAdaptiveConfig):
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         if self.advantage_clamp_max is not None and self.advantage_clamp_max <= 0:
             raise ValueError(f"advantage_clamp_max must be > 0 or None, got {self.advantage_clamp_max!r}")
+        if self.loss_term_probe_every < 0:
+            raise ValueError(f"loss_term_probe_every must be >= 0, got {self.loss_term_probe_every!r}")
         for name in ("prefix_tokens", "hidden_num_clusters", "carousel_size", "carousel_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

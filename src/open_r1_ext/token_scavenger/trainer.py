@@ -101,6 +101,7 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         self._keep_logps = False  # set around the GRPO loss forward: its log-probs (carousel) and entropies
         self._kept_logps = None
         self._warned_constant_groups = False
+        self._probed_step = -1  # the optimizer step whose loss terms were last probed (`loss_term_probe_every`)
         self._warned_no_reference = False
 
     # ---- advantages ---------------------------------------------------------------------------------------------
@@ -394,15 +395,48 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
         module = self.accelerator.unwrap_model(model)
         reference = self.reference_forward(module, inputs) if self.uses_reference() else None
         accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        for name, (term_weight, value) in self.extra_loss_terms(module, inputs, reference).items():
+        terms = self.extra_loss_terms(module, inputs, reference)
+        for name, (term_weight, value) in terms.items():
             loss = loss + term_weight * value / accumulation
             metrics[name].append(self.accelerator.gather(value.detach()).mean().item())
+        if mode == "train" and self._probe_due():
+            self._probe_loss_terms(model, weight * grpo_loss, terms)
         if carousel_on:
             if kept is not None:
                 self._admit(inputs, kept)
             size = torch.tensor(float(len(self.carousel)), device=self.accelerator.device)
             metrics["scavenger/carousel_size"].append(self.accelerator.gather(size).mean().item())
         return loss
+
+    def _probe_due(self) -> bool:
+        every = self.args.loss_term_probe_every
+        step = self.state.global_step
+        if not every or step % every or self._probed_step == step or self.accelerator.num_processes > 1:
+            return False  # under DDP a second backward would interfere with the gradient reduction: not probed
+        self._probed_step = step
+        return True
+
+    def _probe_loss_terms(self, model, weighted_grpo: torch.Tensor, terms: dict) -> None:
+        """Each extra term's gradient against the weighted GRPO term's, on this micro-batch: whether a term acts
+        (its norm ratio) and whether it only repeats GRPO (its cosine). `autograd.grad` leaves `.grad` untouched."""
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def flat(value):
+            if not value.requires_grad:
+                return None
+            grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+            return torch.cat(
+                [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+            )
+
+        g_rl = flat(weighted_grpo)
+        for name, (term_weight, value) in terms.items():
+            g = flat(term_weight * value)
+            if g is None or g_rl is None:
+                continue
+            n_rl, n = g_rl.norm(), g.norm()
+            self._metrics["train"][f"{name}_grad_ratio"].append((n / n_rl.clamp(min=1e-12)).item())
+            self._metrics["train"][f"{name}_grad_cos"].append((g @ g_rl / (n * n_rl).clamp(min=1e-12)).item())
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
 
