@@ -1,12 +1,13 @@
-"""Evaluate trained token-compression runs (one per seed) against the baselines at the same ratio.
+"""Evaluate trained token-compression runs (seeds, λ values) against the baselines at the policy's measured ratio.
 
     python launch/compression_evaluate.py --config recipes/compression_eval.yaml [--eval_run_dirs DIR ...]
 
-Evaluates the runs in `eval_run_dirs` (default `output_dir`) on `eval_split` (held-out plays): the policy and the
-random / frequency / surprisal baselines at `eval_ratio` (default `target_ratio`), with ratio, accuracy, recovery and
-semantic similarity per method (mean ± std over runs), paired tests of the policy against each baseline, and the
-forward-pass speed-up (`open_r1_ext.compression.evaluation.run_evaluation`). Writes `eval_results.json` and `eval.md`
-into `output_dir`.
+Evaluates the runs in `eval_run_dirs` (default `output_dir`) on `eval_split` (held-out plays), grouped by objective
+(one rate-distortion point per λ): the policy's own masks (ratio measured) and the random / frequency / surprisal /
+constant baselines removing as many tokens from each sequence; recovery of removed tokens and semantic similarity
+(primary, paired bootstrap intervals), accuracy including kept tokens (secondary), the speed-up on the compressed
+sequences with the policy's cost (`open_r1_ext.compression.evaluation.run_evaluation`). Writes `eval_results.json`,
+`eval.md` and `rate_distortion.png` into `output_dir`.
 """
 
 from __future__ import annotations

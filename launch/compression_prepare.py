@@ -3,7 +3,7 @@
     python launch/compression_prepare.py --config recipes/compression_data.yaml [--flag value ...]
 
 Trains the BPE tokenizer on the training plays (or loads the tokenizer of `model_name_or_path` when it is a
-pretrained GPT-2) and writes the splits into `data_dir` (`open_r1_ext.compression.data.prepare_data`). The recipe is
+pretrained masked LM) and writes the splits into `data_dir` (`open_r1_ext.compression.data.prepare_data`). The recipe is
 read by the launch script's parser with `trainer_type: compression`, so one recipe serves every compression command.
 """
 

@@ -2,10 +2,11 @@
 
     python launch/compression_search.py --config recipes/compression_cpu.yaml --max-trials 20
 
-Searches the policy and reconstructor learning rates, the group size and the distortion measure. Each trial trains
-`max_steps` joint steps into `output_dir/trial_<n>` through `open_r1_ext.grpo.main` (the single launch script) and
-scores the saved policy's reconstruction accuracy on the validation plays at `target_ratio` (no similarity model, to
-keep trials cheap). The study lives in an SQLite file (`search_storage`, default `output_dir/optuna.db`): rerunning
+Searches the policy and reconstructor learning rates, the group size, the credit window and the distortion measure at
+the recipe's λ. Each trial trains `max_steps` joint steps into `output_dir/trial_<n>` through `open_r1_ext.grpo.main`
+(the single launch script) and scores the saved policy on the validation plays by the rate-distortion objective it
+is meant to maximise, measured: `ratio - λ · ratio · (1 - recovery)` per sequence (rate minus λ times the share of
+tokens removed and not recovered), averaged (no similarity model, to keep trials cheap). The study lives in an SQLite file (`search_storage`, default `output_dir/optuna.db`): rerunning
 the command resumes it and runs only the trials still missing to reach `--max-trials`. The best trial is printed and
 written to `output_dir/best_trial.json`.
 """
@@ -51,6 +52,7 @@ def objective_factory(script_args, base_args: CompressionConfig, model_args, log
             policy_learning_rate=trial.suggest_float("policy_learning_rate", 1e-4, 3e-3, log=True),
             num_generations=trial.suggest_categorical("num_generations", group_sizes),
             distortion=trial.suggest_categorical("distortion", ["nll", "error"]),
+            credit_window=trial.suggest_categorical("credit_window", [-1, 2, 4, 8]),
             save_strategy="no",
             # derived by GRPOConfig.__post_init__ from the batch size; recomputed for the new group size
             generation_batch_size=None,
@@ -62,12 +64,14 @@ def objective_factory(script_args, base_args: CompressionConfig, model_args, log
             data = data[: args.eval_num_sequences]
         model = CompressionModel.from_folder(args.output_dir)
         res = evaluate_model(
-            model, data, load_tokenizer(args.data_dir), args.target_ratio, methods=("policy",), seed=args.seed
+            model, data, load_tokenizer(args.data_dir), methods=("policy",), seed=args.seed, decode_steps=1
         )["policy"]
-        accuracy = sum(res["accuracy"]) / len(res["accuracy"])
+        lam = args.distortion_lambda
+        per_seq = [r - lam * r * (0.0 if rec != rec else 1.0 - rec) for r, rec in zip(res["ratio"], res["recovery"])]
+        value = sum(per_seq) / len(per_seq)
         trial.set_user_attr("ratio", sum(res["ratio"]) / len(res["ratio"]))
-        log(f"[search] trial {trial.number}: accuracy {accuracy:.4f} with {trial.params}")
-        return accuracy
+        log(f"[search] trial {trial.number}: objective {value:.4f} with {trial.params}")
+        return value
 
     return objective
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         "storage": storage,
     }
     (Path(args.output_dir) / "best_trial.json").write_text(json.dumps(report, indent=2))
-    print(f"[search] best trial {best.number}: validation accuracy {best.value:.4f} with {best.params}", flush=True)
+    print(f"[search] best trial {best.number}: validation objective {best.value:.4f} with {best.params}", flush=True)
     return report
 
 

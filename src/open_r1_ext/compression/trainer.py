@@ -1,23 +1,30 @@
-"""RL token compression: a keep/mask policy and a GPT-2 reconstructor trained jointly by rate-distortion.
+"""RL token compression: a keep/mask policy that chooses its own rate, and a masked-LM reconstructor, trained jointly.
 
-Seed: `../shared/seeds/001_78816de68502cff8.txt` (issue #7). How this departs from plain GRPO:
+Seed: `../shared/seeds/001_78816de68502cff8.txt` (issues #7, #18). How this departs from plain GRPO:
 
-1. **Actions are masks, not text.** For each training sequence `x (n tokens)` the policy samples `num_generations`
-   masks (which tokens to remove). By default (`ratio_control: ratio`) each mask removes exactly
-   `round(target_ratio * n)` tokens, sampled without replacement from the policy's scores (Plackett-Luce, Gumbel-top-k),
-   so the compression ratio is fixed by construction and cannot drift to 0 or 1. With `ratio_control: lambda` each
-   token is removed independently (Bernoulli) and the ratio is whatever the trade-off `distortion_lambda` produces.
-2. **Reward = rate saved - λ · distortion**, with rate the fraction removed and distortion the reconstructor's
-   teacher-forced NLL (`distortion: nll`) or error count (`distortion: error`) summed over the removed tokens,
-   divided by `n`. Advantages are normalised within the group of masks of the same sequence, as in GRPO; at a fixed
-   ratio the rate term is constant within a group, so only the distortion ranks the masks.
-3. **One sample, one update, so no clipping and no reference model.** Masks are sampled and used once by the current
+1. **Actions are masks, not text, and the rate is the policy's.** For each training sequence `x (n tokens)` the
+   policy samples `num_generations` masks. Under `ratio_control: learned` (the default) each token is removed
+   independently with probability `sigmoid(score_i)` (Bernoulli), so how many tokens go is the policy's choice and
+   is *measured* from its outputs (`compression/ratio` on the sampled masks, `compression/ratio_greedy` on the
+   `score > 0` decisions evaluation uses). `ratio_control: fixed` keeps the old mode, labelled as such: exactly
+   `round(target_ratio * n)` tokens per mask (Plackett-Luce, Gumbel-top-k), a ratio set by configuration.
+2. **Reward = rate - λ · distortion.** Rate is the fraction removed; distortion the reconstructor's NLL of the
+   removed tokens (`distortion: nll`) or how many of them it gets wrong (`distortion: error`), divided by `n`. The
+   reward is a sum of per-token terms `c_i = m_i (1 - λ d_i) / n`, so removing a token pays when the reconstructor
+   recovers it well enough (`d_i < 1/λ`): sweeping λ traces a rate-distortion curve.
+3. **Per-token credit (learned rate).** The decision on token `i` is credited with the reward of the tokens within
+   `credit_window` of it (its own term and its neighbours', whose recovery its removal affects), minus the mean of
+   the same window over the other masks of its group (a leave-one-out baseline, as in RLOO), scaled by the batch
+   std; `credit_window: -1` credits every decision with the whole sequence's reward (plain GRPO advantages). The
+   fixed-count mode uses GRPO's group-normalised sequence advantages on the Plackett-Luce log-probability.
+4. **One sample, one update, so no clipping and no reference model.** Masks are sampled and used once by the current
    policy, so GRPO's importance ratio is 1 and its clipping and KL terms would be inert; the loss is the plain
    policy gradient `-A · log π(mask)` (divided by `n`).
-4. **Joint training without target networks.** In the same step and the same forward pass, the reconstructor learns
-   cross-entropy on the tokens the policy's *current* masks removed. To make the baselines a fair comparison, each
-   step also adds one row per sequence masked by a baseline at the same ratio (random, frequency, surprisal, cycling)
-   or fully masked (which trains the reconstructor as a plain LM, the LM the surprisal baseline ranks tokens with).
+5. **A reconstructor that can make the trade.** A BERT-style masked LM (it reads the kept tokens with `<mask>` gap
+   markers in place, so it sees both sides of each gap), warm-started on the corpus before joint training
+   (`compression/warmstart.py`, cached on disk), then trained in the same step as the policy on the removed tokens
+   of the policy's current masks. To keep the baselines fair, each step also adds one row per sequence masked by a
+   baseline (random, frequency, surprisal in turn) removing as many tokens as the policy removed from that sequence.
 
 Why `transformers.Trainer` and not `GRPOTrainer`: `GRPOTrainer.__init__` and `_generate_and_score_completions` are
 built around generating text with a causal LM from prompts and scoring it with reward functions; none of that
@@ -27,7 +34,7 @@ scheduler, logging, checkpoints with optimizer/RNG state, resume, `accelerate la
 hooks overridden are `compute_loss` (the joint step; also what `evaluate()` scores), `training_step` (gradients
 averaged by hand under several processes), `create_optimizer` (separate learning rates for the policy and the
 reconstructor), `log` (NaN-safe averaged metrics, `eval_`-prefixed in evaluation, as `GRPOTrainer.log`, through
-`core.metrics`) and `_save` (tied GPT-2 embeddings and the architecture file). `CompressionConfig`
+`core.metrics`) and `_save` (tied embeddings and the architecture file). `CompressionConfig`
 (`compression/config.py`) subclasses `GRPOConfig` to reuse `num_generations`, learning rate, logging, output and
 checkpoint settings, and the recipe format of every other trainer here.
 
@@ -56,15 +63,16 @@ from open_r1_ext.compression.models import (
     ReconstructorSettings,
     build_reconstructor,
     num_to_mask,
-    reconstruction_logits,
+    removed_logits,
     sample_bernoulli,
     sample_topk,
 )
+from open_r1_ext.compression.warmstart import WarmStartSettings, build_warm_start, data_hash, warm_start_info
 from open_r1_ext.core.metrics import average_metrics, new_metrics
 
 
 SCRATCH = ("", "scratch", "none")
-BASELINE_ROW_KINDS = ("random", "frequency", "surprisal", "all")
+BASELINE_ROW_KINDS = ("random", "frequency", "surprisal")
 
 
 def policy_settings(args: CompressionConfig, vocab_size: int) -> PolicySettings:
@@ -73,6 +81,7 @@ def policy_settings(args: CompressionConfig, vocab_size: int) -> PolicySettings:
         hidden_size=args.policy_hidden_size,
         num_layers=args.policy_num_layers,
         kernel_size=args.policy_kernel_size,
+        init_ratio=args.policy_init_ratio if args.ratio_control == "learned" else 0.5,
     )
 
 
@@ -93,9 +102,38 @@ def ensure_data(args: CompressionConfig, pretrained: str | None = None) -> Path:
     return Path(args.data_dir)
 
 
-def build_compression_model(args: CompressionConfig, tokenizer, pretrained: str | None = None, token_freq=None):
-    """Policy + reconstructor for `tokenizer`'s vocabulary; `pretrained` = GPT-2 path/hub id or None (scratch)."""
+def warm_start_settings(args: CompressionConfig, vocab_size: int, data_dir) -> WarmStartSettings:
+    return WarmStartSettings(
+        vocab_size=vocab_size,
+        seq_len=args.seq_len,
+        n_layer=args.recon_n_layer,
+        n_embd=args.recon_n_embd,
+        n_head=args.recon_n_head,
+        steps=args.recon_warm_start_steps,
+        batch_size=args.recon_warm_start_batch_size,
+        lr=args.recon_warm_start_lr,
+        seed=args.recon_warm_start_seed,
+        data_hash=data_hash(data_dir),
+    )
+
+
+def build_compression_model(
+    args: CompressionConfig, tokenizer, pretrained: str | None = None, token_freq=None, data_dir=None
+) -> CompressionModel:
+    """Policy + reconstructor for `tokenizer`'s vocabulary. `pretrained`: a local masked-LM folder, or None for a
+    reconstructor built from the `recon_*` sizes, warm-started on `data_dir` (cached) when `recon_warm_start_steps`."""
+    from accelerate import PartialState
+
     vocab = len(tokenizer)
+    info = None
+    if pretrained is None and args.recon_warm_start_steps > 0:
+        if data_dir is None:
+            raise ValueError("a warm-started reconstructor needs the prepared data folder (data_dir)")
+        with PartialState().main_process_first():  # one process trains the warm start, the others load it
+            pretrained = str(
+                build_warm_start(warm_start_settings(args, vocab, data_dir), data_dir, tokenizer.mask_token_id)
+            )
+        info = {"path": pretrained, **warm_start_info(pretrained)}
     policy = KeepMaskPolicy(policy_settings(args, vocab))
     reconstructor = build_reconstructor(
         vocab,
@@ -104,29 +142,20 @@ def build_compression_model(args: CompressionConfig, tokenizer, pretrained: str 
         pretrained=pretrained,
     )
     model = CompressionModel(
-        policy,
-        reconstructor,
-        mask_id=tokenizer.mask_token_id,
-        sep_id=tokenizer.sep_token_id,
-        pad_id=tokenizer.pad_token_id,
-        seq_len=args.seq_len,
+        policy, reconstructor, mask_id=tokenizer.mask_token_id, pad_id=tokenizer.pad_token_id, seq_len=args.seq_len
     )
+    model.warm_start = info
     if token_freq is not None:
         model.token_freq.copy_(token_freq)
     return model
 
 
-def sample_masks(scores: torch.Tensor, args: CompressionConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """`(mask (R, n), logp (R,), k)` sampled from `scores (R, n)`: exactly `k` tokens at `target_ratio`, or each token
-    independently under `ratio_control: lambda` (then `k` is the achieved ratio's count, for the baseline rows)."""
-    n = scores.shape[1]
-    if args.ratio_control == "ratio":
-        k = num_to_mask(n, args.target_ratio)
-        mask, logp = sample_topk(scores.float(), k)
-    else:
-        mask, logp = sample_bernoulli(scores.float())
-        k = num_to_mask(n, mask.float().mean().item())
-    return mask, logp, k
+def sample_masks(scores: torch.Tensor, args: CompressionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(mask (R, n), logp)` sampled from `scores (R, n)`: under the learned rate each token independently, `logp`
+    per token `(R, n)`; under the fixed count exactly `round(target_ratio * n)` tokens, `logp` per mask `(R,)`."""
+    if args.ratio_control == "learned":
+        return sample_bernoulli(scores.float(), floor=args.explore_floor)
+    return sample_topk(scores.float(), num_to_mask(scores.shape[1], args.target_ratio))
 
 
 def baseline_row_kinds(step: int, batch_size: int) -> list[str]:
@@ -134,37 +163,32 @@ def baseline_row_kinds(step: int, batch_size: int) -> list[str]:
     return [BASELINE_ROW_KINDS[(step * batch_size + i) % len(BASELINE_ROW_KINDS)] for i in range(batch_size)]
 
 
-def baseline_row_masks(core: CompressionModel, x: torch.Tensor, k: int, kinds: list[str]) -> torch.Tensor:
-    """Bool mask `(B, n)`: row `i` masked by baseline `kinds[i]` at `k` tokens, or entirely when it is `all`."""
+def baseline_row_masks(core: CompressionModel, x: torch.Tensor, k: torch.Tensor, kinds: list[str]) -> torch.Tensor:
+    """Bool mask `(B, n)`: row `i` masked by baseline `kinds[i]` removing `k[i]` tokens."""
     bmask = torch.zeros_like(x, dtype=torch.bool)
     for kind in set(kinds):
         idx = torch.tensor([i for i, kd in enumerate(kinds) if kd == kind], device=x.device)
-        if kind == "all":
-            bmask[idx] = True
-        else:
-            bmask[idx] = baseline_mask(
-                kind,
-                x[idx],
-                k,
-                token_freq=core.token_freq,
-                reconstructor=core.reconstructor,
-                mask_id=core.mask_id,
-                sep_id=core.sep_id,
-            )
+        bmask[idx] = baseline_mask(
+            kind, x[idx], k[idx], token_freq=core.token_freq, reconstructor=core.reconstructor, mask_id=core.mask_id
+        )
     return bmask
 
 
-def rate_distortion_reward(
-    nll: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor, distortion: str, distortion_lambda: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`(rate, distortion, reward)`, each `(R,)`, of masks `(R, n)`; `nll (R, n)` and `correct (R, n)` (removed
-    tokens the reconstructor got right under teacher forcing) are per token. Both terms are divided by `n`."""
+def token_terms(mask: torch.Tensor, distortion: torch.Tensor, distortion_lambda: float) -> torch.Tensor:
+    """Per-token reward terms `c (R, n) = m_i (1 - λ d_i) / n`; `mask (R, n)` bool, `distortion (R, n)` per token
+    (NLL or 0/1 error, only read where removed). `c.sum(1)` is the mask's reward, rate - λ · distortion."""
     n = mask.shape[1]
-    if distortion == "nll":
-        dist = (nll * mask).sum(1) / n
-    else:
-        dist = (mask & ~correct).sum(1).float() / n
+    return mask.float() * (1.0 - distortion_lambda * distortion) / n
+
+
+def rate_distortion_reward(
+    mask: torch.Tensor, distortion: torch.Tensor, distortion_lambda: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(rate, distortion, reward)`, each `(R,)`, of masks `(R, n)` with per-token distortion `(R, n)`; both terms
+    are divided by `n`, so rate is the fraction removed."""
+    n = mask.shape[1]
     rate = mask.float().mean(1)
+    dist = (distortion * mask).sum(1) / n
     return rate, dist, rate - distortion_lambda * dist
 
 
@@ -174,16 +198,32 @@ def group_advantages(reward: torch.Tensor, group_size: int) -> torch.Tensor:
     return ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-4)).view(-1)
 
 
-def baseline_recovery(
-    x: torch.Tensor, bmask: torch.Tensor, blogits: torch.Tensor, kinds: list[str]
-) -> dict[str, torch.Tensor]:
-    """Teacher-forced recovery of the removed tokens per baseline kind: `x`, `bmask (B, n)`, `blogits (B, n, V)`."""
-    hit = (blogits.argmax(-1) == x) & bmask
-    out = {}
-    for kind in set(kinds):
-        sel = torch.tensor([kd == kind for kd in kinds], device=x.device)
-        out[kind] = hit[sel].sum() / bmask[sel].sum().clamp(min=1)
-    return out
+def windowed_sum(terms: torch.Tensor, window: int) -> torch.Tensor:
+    """`(R, n)` -> `(R, n)`: entry `i` is `Σ_{|j-i| <= window} terms_j` (the whole row when `window` is -1)."""
+    if window < 0:
+        return terms.sum(1, keepdim=True).expand_as(terms)
+    c = F.pad(terms.cumsum(1), (1, 0))  # c[:, j] = sum of the first j terms
+    n = terms.shape[1]
+    idx = torch.arange(n, device=terms.device)
+    hi = (idx + window + 1).clamp(max=n)
+    lo = (idx - window).clamp(min=0)
+    return c[:, hi] - c[:, lo]
+
+
+def token_advantages(terms: torch.Tensor, group_size: int, window: int) -> torch.Tensor:
+    """Per-decision advantages `(R, n)` from per-token reward terms `(R, n)` of consecutive groups of masks.
+
+    The credit of the decision on token `i` is the windowed reward around `i` (`windowed_sum`) minus the mean of the
+    same window over the *other* masks of the group (leave-one-out, so a decision is never compared with itself),
+    divided by the std over the batch (one scale for every position, so positions where the group agrees are not
+    blown up).
+    """
+    local = windowed_sum(terms, window)
+    R, n = local.shape
+    grouped = local.view(-1, group_size, n)
+    others = (grouped.sum(1, keepdim=True) - grouped) / (group_size - 1)
+    adv = (grouped - others).view(R, n)
+    return adv / (adv.std() + 1e-6)
 
 
 def pretrained_path(model_args) -> str | None:
@@ -192,7 +232,7 @@ def pretrained_path(model_args) -> str | None:
 
 
 class CompressionTrainer(Trainer):
-    """Joint keep/mask policy + GPT-2 reconstructor training (see the module docstring for the algorithm).
+    """Joint keep/mask policy + masked-LM reconstructor training (see the module docstring for the algorithm).
 
     Accepts the launch script's keyword arguments; `reward_funcs` must be empty (the reward is rate-distortion,
     computed here) and `peft_config` None. `args=None` uses `CompressionConfig`'s defaults.
@@ -200,18 +240,19 @@ class CompressionTrainer(Trainer):
 
     provides_reward_funcs = True
     # TRL's names for its model cards (`_BaseTrainer.create_model_card`); plain `Trainer` reads neither. No paper:
-    # the idea is seed 001 (issue #7).
+    # the idea is seed 001 (issues #7, #18).
     _name = "Compression"
     _paper = {}
 
     @classmethod
     def build_model_and_data(cls, script_args, training_args: CompressionConfig, model_args) -> dict:
-        """The launch script's hook: prepare data if needed, build the model and tokenizer, return the splits."""
+        """The launch script's hook: prepare data if needed, warm-start (or load) the reconstructor, build the model
+        and tokenizer, return the splits."""
         pretrained = pretrained_path(model_args)
         data_dir = ensure_data(training_args, pretrained)
         tokenizer = load_tokenizer(data_dir)
         freq = torch.load(data_dir / "freq.pt")
-        model = build_compression_model(training_args, tokenizer, pretrained, token_freq=freq)
+        model = build_compression_model(training_args, tokenizer, pretrained, token_freq=freq, data_dir=data_dir)
         return {"model": model, "processing_class": tokenizer, "dataset": to_dataset_dict(data_dir)}
 
     def __init__(
@@ -238,6 +279,13 @@ class CompressionTrainer(Trainer):
             raise ValueError("LoRA/peft is not supported by the compression trainer (the models are small)")
         if not isinstance(model, CompressionModel):
             raise TypeError(f"CompressionTrainer needs a CompressionModel, got {type(model).__name__}")
+        model.objective = {
+            "ratio_control": args.ratio_control,
+            "target_ratio": args.target_ratio if args.ratio_control == "fixed" else None,
+            "distortion_lambda": args.distortion_lambda,
+            "distortion": args.distortion,
+            "credit_window": args.credit_window,
+        }
         super().__init__(
             model=model,
             args=args,
@@ -252,11 +300,12 @@ class CompressionTrainer(Trainer):
         # it; this makes `evaluate()` score the joint objective through `compute_loss` (eval_loss, eval_* metrics).
         self.can_return_loss = True
         self._metrics = new_metrics()
+        self._last_train_ratio = None
 
     # -- the joint step ---------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Sample `num_generations` masks per sequence, reconstruct them (and one baseline row per sequence) in one
-        teacher-forced pass, reward rate - λ·distortion, and add the reconstruction loss and the policy gradient."""
+        pass, reward rate - λ·distortion, and add the reconstruction loss and the policy gradient."""
         args: CompressionConfig = self.args
         core: CompressionModel = self.accelerator.unwrap_model(model)
         x = inputs["input_ids"]  # (B, n)
@@ -266,46 +315,82 @@ class CompressionTrainer(Trainer):
 
         scores = model(x).repeat_interleave(G, 0)  # (B*G, n), through the wrapped module for DDP
         xg = x.repeat_interleave(G, 0)
-        mask, logp, k = sample_masks(scores, args)
+        mask, logp = sample_masks(scores, args)
         kinds = baseline_row_kinds(int(core.steps_seen.item()), B) if args.baseline_rows else []
         all_x, all_mask = xg, mask
         if kinds:
+            # each baseline row removes as many tokens as the policy removed from that sequence (mean over the group)
+            k = mask.view(B, G, n).sum(2).float().mean(1).round().long()
             all_x, all_mask = torch.cat([xg, x]), torch.cat([mask, baseline_row_masks(core, x, k, kinds)])
 
-        logits = reconstruction_logits(core.reconstructor, all_x, all_mask, core.mask_id, core.sep_id)  # (R, n, V)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), all_x, reduction="none")  # (R, n)
+        logits = removed_logits(core.reconstructor, all_x, all_mask, core.mask_id).float()  # (M, V)
+        target = all_x[all_mask]
+        nll_flat = F.cross_entropy(logits, target, reduction="none")
         # only removed tokens carry information to learn: kept ones are copied at reconstruction time
-        recon_loss = (nll * all_mask).sum() / all_mask.sum().clamp(min=1)
+        recon_loss = nll_flat.mean() if nll_flat.numel() else logits.sum() * 0.0
 
         with torch.no_grad():
-            correct = (logits[:P].argmax(-1) == xg) & mask
-            rate, distortion, reward = rate_distortion_reward(
-                nll[:P], mask, correct, args.distortion, args.distortion_lambda
-            )
-            advantages = group_advantages(reward, G)
-        policy_loss = -(advantages * logp).mean() / n
+            nll = torch.zeros(all_mask.shape, device=x.device)
+            nll[all_mask] = nll_flat.detach()
+            wrong = torch.zeros(all_mask.shape, device=x.device)
+            wrong[all_mask] = (logits.argmax(-1) != target).float()
+            per_token = (nll if args.distortion == "nll" else wrong)[:P]
+            rate, distortion, reward = rate_distortion_reward(mask, per_token, args.distortion_lambda)
+            if args.ratio_control == "learned":
+                terms = token_terms(mask, per_token, args.distortion_lambda)
+                advantages = token_advantages(terms, G, args.credit_window)  # (P, n)
+            else:
+                advantages = group_advantages(reward, G)  # (P,)
+        if args.ratio_control == "learned":
+            policy_loss = -(advantages * logp).sum(1).mean() / n
+            if args.score_l2:
+                policy_loss = policy_loss + args.score_l2 * scores[::G].float().pow(2).mean()
+        else:
+            policy_loss = -(advantages * logp).mean() / n
         loss = recon_loss + policy_loss
 
         with torch.no_grad():
             if model.training:  # evaluation is not a joint step: the baseline-row cycle moves only when training
                 core.steps_seen += 1
+            removed = mask.sum().clamp(min=1)
             stats = {
                 "reward": reward.mean(),
                 "reward_std": reward.view(B, G).std(1).mean(),
                 "compression/ratio": rate.mean(),
+                "compression/ratio_greedy": (scores[::G] > 0).float().mean(),
+                "compression/remove_prob": torch.sigmoid(scores[::G].detach().float()).mean(),
                 "compression/distortion": distortion.mean(),
-                "compression/policy_recovery_tf": correct.sum() / mask.sum().clamp(min=1),
+                "compression/recovery": (1.0 - wrong[:P])[mask].sum() / removed,
+                "compression/removed_nll": nll[:P][mask].sum() / removed,
                 "losses/reconstruction": recon_loss,
                 "losses/policy": policy_loss,
                 "policy/score_std": scores.detach().float().std(1).mean(),
             }
+            if args.ratio_control == "fixed":
+                del stats["compression/ratio_greedy"], stats["compression/remove_prob"]
             if kinds:
-                for kind, value in baseline_recovery(x, all_mask[P:], logits[P:], kinds).items():
-                    stats[f"compression/{kind}_recovery_tf"] = value
+                bmask, bwrong = all_mask[P:], wrong[P:]
+                for kind in set(kinds):
+                    sel = torch.tensor([kd == kind for kd in kinds], device=x.device)
+                    hits = ((1.0 - bwrong[sel]) * bmask[sel]).sum()
+                    stats[f"compression/{kind}_recovery"] = hits / bmask[sel].sum().clamp(min=1)
             metrics = self._metrics["train" if model.training else "eval"]
             for key, value in stats.items():
                 metrics[key].append(value.item())
+            if model.training:
+                self._last_train_ratio = rate.mean().item()
         return (loss, {"scores": scores}) if return_outputs else loss
+
+    def summary_results(self) -> dict:
+        """Figures for the launch script's `results.json`: the objective, the last measured ratio, the warm start."""
+        core = self.accelerator.unwrap_model(self.model)
+        out = {"compression/objective": core.objective, "compression/last_train_ratio": self._last_train_ratio}
+        info = getattr(core, "warm_start", None)
+        if info:
+            out["compression/warm_start_val_loss"] = info["val_loss"]
+            out["compression/warm_start_val_loss_at_0.4"] = info["val_loss_at_0.4"]
+            out["compression/warm_start_path"] = info["path"]
+        return out
 
     # -- narrow overrides -------------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -357,7 +442,7 @@ class CompressionTrainer(Trainer):
         self._metrics[mode].clear()
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        # GPT-2 ties its input and output embeddings; safetensors refuses shared storage in a plain state dict
+        # the reconstructor ties its input and output embeddings; safetensors refuses shared storage in a state dict
         core = self.accelerator.unwrap_model(self.model)
         if state_dict is None:
             state_dict = core.state_dict()
