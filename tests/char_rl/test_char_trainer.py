@@ -61,6 +61,36 @@ def test_short_game_run_beats_unigram(tmp_path, play_text):
     assert res["samples"] and len(res["samples"][-1]["text"]) == 20
 
 
+def test_sampled_game_learns_and_its_control_variate_acts(tmp_path, play_text):
+    """The RL game (K = 8 sampled characters, only their rewards read) learns past the unigram model, and the
+    diagnostic shows the teacher's control variate bringing its gradient estimate nearer the exact one."""
+    trainer = _trainer(_args(tmp_path, group="sampled", ngram_order=3, partial_credit=0.0), play_text)
+    trainer.train()
+    res = trainer.summary_results()
+    assert res["val_ce"] < res["baselines"]["unigram"]["ce"]
+    hist = [h for h in trainer.state.log_history if "game/est_rel_var" in h]
+    assert hist and all(h["game/est_rel_var"] < h["game/est_rel_var_no_cv"] for h in hist)
+    assert all(0.0 < h["game/target_in_group"] < 1.0 for h in hist)
+    assert "game/est_rel_var_no_baseline" not in hist[0]  # no baseline configured: nothing to compare
+
+
+def test_adaptive_guidance_fades_as_the_model_overtakes_the_teacher(tmp_path, play_text):
+    trainer = _trainer(
+        _args(tmp_path, guidance_schedule="adaptive", partial_credit=1.0, guidance_gap_scale=0.5), play_text
+    )
+    assert trainer.schedules()[0] == 1.0  # no measurement yet: full weight
+    for gap, lam in ((2.0, 1.0), (0.5, 1.0), (0.25, 0.5), (0.0, 0.0), (-0.3, 0.0)):
+        trainer.teacher_gap = gap
+        assert trainer.schedules()[0] == pytest.approx(lam)
+    trainer.teacher_gap = None
+    trainer.args.max_steps = 3
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "game/teacher_gap" in h][-1]
+    assert logged["game/teacher_ce"] > 0 and logged["game/teacher_gap"] == pytest.approx(
+        logged["train/ce"] - logged["game/teacher_ce"], rel=0.5
+    )
+
+
 def test_objective_ce_is_the_twin(tmp_path, play_text):
     trainer = _trainer(_args(tmp_path, objective="ce", max_steps=3), play_text)
     trainer.train()
@@ -70,6 +100,7 @@ def test_objective_ce_is_the_twin(tmp_path, play_text):
 
 def test_resume_restores_extra_state(tmp_path, play_text):
     kw = dict(max_steps=6, save_strategy="steps", save_steps=3, adaptive_kl=True, kl_target=0.05, beta=0.1)
+    kw.update(group="sampled", guidance_schedule="adaptive", ngram_order=3)
     first = _trainer(_args(tmp_path, **kw), play_text)
     first.train()
     ckpt = tmp_path / "out" / "checkpoint-3"
@@ -82,9 +113,12 @@ def test_resume_restores_extra_state(tmp_path, play_text):
     assert second.load_checkpoint_state(str(ckpt))
     assert second.beta == pytest.approx(saved["beta"]) and second.kl_controller.beta == pytest.approx(saved["beta"])
     assert second.health.state_dict() == saved["health"]
+    assert saved["teacher_gap"] is not None and second.teacher_gap == pytest.approx(saved["teacher_gap"])
+    assert torch.equal(second._sample_gen.get_state(), saved["sample_generator"])
     second.train(resume_from_checkpoint=str(ckpt))
     assert second.state.global_step == 6 and second.health.step == 6
     assert second.beta == pytest.approx(first.beta)
+    assert second.teacher_gap == pytest.approx(first.teacher_gap)  # same draws after resume: same trajectory
 
     other = _trainer(_args(tmp_path, **kw), play_text[:30_000])
     with pytest.raises(ValueError, match="another corpus"):
@@ -141,6 +175,14 @@ def test_config_validation_quotes_bad_values(tmp_path):
         _args(tmp_path, advantage_norm="median")
     with pytest.raises(ValueError, match="known presets"):
         _args(tmp_path, model_preset="gpt5")
+    with pytest.raises(ValueError, match="known: \\['replacement', 'priority'\\]"):
+        _args(tmp_path, sampler="topk")
+    with pytest.raises(ValueError, match="needs sampler 'replacement'"):
+        _args(tmp_path, sampled_baseline="loo", sampler="priority")
+    with pytest.raises(ValueError, match="'sometimes'"):
+        _args(tmp_path, guidance_schedule="sometimes")
+    with pytest.raises(ValueError, match="ngram_order must be in 1..6, got 7"):
+        _args(tmp_path, ngram_order=7)
 
 
 # Trainer hooks CharGRPOTrainer overrides; a transformers upgrade that changes one must fail here.

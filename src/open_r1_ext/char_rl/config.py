@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from .data import DEFAULT_CORPUS
-from .game import ADVANTAGE_NORMS
+from .game import ADVANTAGE_NORMS, SAMPLERS
 from .model import PRESETS
 from .ngram import MAX_ORDER
 
@@ -50,11 +50,40 @@ class CharGRPOConfig(GRPOConfig):
     )
     group: str = field(
         default="exhaustive",
-        metadata={"help": "`exhaustive` (all V characters per position) or `sampled` (group_size characters)."},
+        metadata={
+            "help": "`exhaustive` (all V characters scored per position: CE plus n-gram distillation, exactly) or "
+            "`sampled` (the RL game: group_size characters drawn per position, only their rewards read)."
+        },
     )
-    group_size: int = field(default=8, metadata={"help": "K characters per position when `group: sampled`."})
-    sample_temperature_min: float = field(default=0.7, metadata={"help": "Lowest temperature of a sampled group."})
-    sample_temperature_max: float = field(default=1.5, metadata={"help": "Highest temperature of a sampled group."})
+    group_size: int = field(default=8, metadata={"help": "K characters drawn per position when `group: sampled`."})
+    sampler: str = field(
+        default="priority",
+        metadata={
+            "help": "How a sampled group is drawn: `replacement` (K i.i.d. draws) or `priority` (K distinct "
+            "characters, Gumbel-top-K with priority-sampling weights; needs group_size < vocabulary)."
+        },
+    )
+    sample_temperature: float = field(
+        default=1.0, metadata={"help": "Temperature of the sampling distribution softmax(log pi_old / T)."}
+    )
+    sample_teacher_mix: float = field(
+        default=0.5,
+        metadata={
+            "help": "Share m of the n-gram teacher in the sampling distribution (1 - m) pi_old^(1/T) + m q: guided "
+            "exploration, importance-weighted back (0: sample from the policy alone)."
+        },
+    )
+    control_variate: str = field(
+        default="teacher",
+        metadata={
+            "help": "`teacher` (the n-gram teacher's expected reward of every action, with its exact expectation "
+            "added back) or `none`."
+        },
+    )
+    sampled_baseline: str = field(
+        default="none",
+        metadata={"help": "`loo` (leave-one-out baseline, `replacement` sampler only) or `none`."},
+    )
     advantage_norm: str = field(
         default="target_mean",
         metadata={
@@ -64,7 +93,18 @@ class CharGRPOConfig(GRPOConfig):
         },
     )
     ngram_order: int = field(
-        default=2, metadata={"help": f"Order of the n-gram guidance and KL reference (1..{MAX_ORDER}; 2 = bigram)."}
+        default=2,
+        metadata={
+            "help": f"Order of the n-gram teacher: partial credit, control variate, KL reference (1..{MAX_ORDER}; "
+            "2 = bigram)."
+        },
+    )
+    ngram_leave_one_out: bool = field(
+        default=True,
+        metadata={
+            "help": "On training positions, remove the position's own occurrence from the n-gram counts before "
+            "smoothing (the teacher does not see the label it is scoring)."
+        },
     )
     ngram_alpha: float = field(
         default=3.0, metadata={"help": "Dirichlet prior strength toward the next lower order in the n-gram tables."}
@@ -72,9 +112,23 @@ class CharGRPOConfig(GRPOConfig):
     partial_credit: float = field(
         default=0.1, metadata={"help": "Initial weight lambda of the partial-credit reward lambda * q_ngram(a)."}
     )
+    guidance_schedule: str = field(
+        default="linear",
+        metadata={
+            "help": "`linear` (partial credit decays to 0 over guidance_decay_steps) or `adaptive` (partial_credit "
+            "x clip(gap / guidance_gap_scale, 0, 1), gap = moving average of the model's minus the teacher's "
+            "cross-entropy on the training batches: it fades as the model overtakes the teacher)."
+        },
+    )
     guidance_decay_steps: int = field(
         default=500,
-        metadata={"help": "Steps over which partial credit decays linearly to 0 (0: constant, never decays)."},
+        metadata={"help": "`linear`: steps over which partial credit decays to 0 (0: constant, never decays)."},
+    )
+    guidance_gap_scale: float = field(
+        default=0.25, metadata={"help": "`adaptive`: CE gap (nats/char) at and above which the full weight applies."}
+    )
+    guidance_gap_ema: float = field(
+        default=0.95, metadata={"help": "`adaptive`: decay of the moving average of the CE gap, per step."}
     )
     confidence_bonus: float = field(
         default=0.5, metadata={"help": "Final weight c of the bonus c * pi(y) on the correct character."}
@@ -97,8 +151,14 @@ class CharGRPOConfig(GRPOConfig):
 
     # -- health monitor --------------------------------------------------------------------------------------
     health_window: int = field(default=50, metadata={"help": "Steps in the health monitor's window."})
-    health_ece_warn: float = field(default=0.1, metadata={"help": "Warn when training ECE exceeds this."})
-    health_grad_cv_warn: float = field(default=1.0, metadata={"help": "Warn when grad-norm std/mean exceeds this."})
+    health_overconfidence_warn: float = field(
+        default=0.1,
+        metadata={"help": "Warn when mean confidence - accuracy over the window exceeds this (nats-free, in [0, 1])."},
+    )
+    health_grad_cv_warn: float = field(
+        default=1.0,
+        metadata={"help": "Warn when the grad norm's robust dispersion (1.4826 MAD / median) exceeds this."},
+    )
 
     # -- defaults that differ from GRPOConfig (nanoGPT's shakespeare_char settings) -----------------------------
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate (nanoGPT char: 1e-3)."})
@@ -121,8 +181,29 @@ class CharGRPOConfig(GRPOConfig):
             raise ValueError(f"Unknown model_preset {self.model_preset!r}; known presets: {sorted(PRESETS)}")
         if not 1 <= self.ngram_order <= MAX_ORDER:
             raise ValueError(f"ngram_order must be in 1..{MAX_ORDER}, got {self.ngram_order!r}")
-        if self.group == "sampled" and self.group_size < 2:
+        if self.group == "sampled" and not 2 <= self.group_size:
             raise ValueError(f"group_size must be >= 2 for a sampled group, got {self.group_size!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {self.sampler!r}; known: {list(SAMPLERS)}")
+        if self.control_variate not in ("teacher", "none"):
+            raise ValueError(f"control_variate must be 'teacher' or 'none', got {self.control_variate!r}")
+        if self.sampled_baseline not in ("loo", "none"):
+            raise ValueError(f"sampled_baseline must be 'loo' or 'none', got {self.sampled_baseline!r}")
+        if self.sampled_baseline == "loo" and self.sampler != "replacement":
+            raise ValueError(
+                f"sampled_baseline 'loo' needs sampler 'replacement' (i.i.d. draws), got sampler {self.sampler!r}"
+            )
+        if not 0.0 <= self.sample_teacher_mix < 1.0:
+            raise ValueError(f"sample_teacher_mix must be in [0, 1), got {self.sample_teacher_mix!r}")
+        if self.sample_temperature <= 0:
+            raise ValueError(f"sample_temperature must be > 0, got {self.sample_temperature!r}")
+        if self.guidance_schedule not in ("linear", "adaptive"):
+            raise ValueError(f"guidance_schedule must be 'linear' or 'adaptive', got {self.guidance_schedule!r}")
+        if self.guidance_gap_scale <= 0 or not 0 <= self.guidance_gap_ema < 1:
+            raise ValueError(
+                f"guidance_gap_scale must be > 0 and guidance_gap_ema in [0, 1), got {self.guidance_gap_scale!r}, "
+                f"{self.guidance_gap_ema!r}"
+            )
         if self.block_size < 2:
             raise ValueError(f"block_size must be >= 2, got {self.block_size!r}")
         if self.adaptive_kl and (self.kl_target <= 0 or self.beta <= 0):

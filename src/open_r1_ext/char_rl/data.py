@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedTokenizerFast
+
+from open_r1_ext.core.tiny import char_tokenizer
 
 
 DEFAULT_CORPUS = "shakespeare"
@@ -47,17 +50,33 @@ def load_corpus(corpus: str = DEFAULT_CORPUS, max_chars: int | None = None) -> s
 
 
 class CharTokenizer:
-    """One id per character of a fixed vocabulary (nanoGPT's stoi/itos), saved as `char_vocab.json`.
+    """The game's view of the project's one character tokenizer, `core.tiny.char_tokenizer(alphabet)`.
 
-    Not a `PreTrainedTokenizer`: the game needs no special tokens, padding or chat template, only `encode`,
-    `decode`, `len` and the `save_pretrained`/`from_pretrained` pair that `Trainer` uses to checkpoint it.
+    The core tokenizer numbers `<pad>`, `<eos>`, `<unk>` first and then the alphabet's characters in order; the game
+    has no special tokens (its actions are the corpus' characters), so this adapter shifts ids down by the number
+    of special tokens: game id i is core id i + `offset`, and the vocabulary is nanoGPT's `sorted(set(text))`.
+    Encoding reads the core vocabulary character by character rather than calling the fast tokenizer, whose
+    `Split(Regex("."))` pre-tokenizer leaves a run of newlines as one piece (`"\n\n"` -> `<unk>`).
+    `save_pretrained` writes the core tokenizer's files; `from_pretrained` reads them back.
     """
 
-    def __init__(self, chars: str | list[str]):
-        self.itos: list[str] = list(chars)
-        if len(set(self.itos)) != len(self.itos):
-            raise ValueError("CharTokenizer vocabulary has repeated characters")
-        self.stoi = {c: i for i, c in enumerate(self.itos)}
+    def __init__(self, chars: str | list[str] | None = None, core=None):
+        if core is None:
+            chars = list(chars if chars is not None else [])
+            if len(set(chars)) != len(chars):
+                raise ValueError("CharTokenizer vocabulary has repeated characters")
+            if any(len(c) != 1 for c in chars):
+                raise ValueError(f"CharTokenizer vocabulary must be single characters, got {chars!r}")
+            core = char_tokenizer("".join(chars))
+        self.core = core
+        vocab = core.get_vocab()
+        specials = set(core.all_special_tokens)
+        self.offset = len(specials)
+        by_id = sorted((i, t) for t, i in vocab.items() if t not in specials)
+        if [i for i, _ in by_id] != list(range(self.offset, self.offset + len(by_id))):
+            raise ValueError("core character tokenizer must number its characters after its special tokens")
+        self.itos: list[str] = [t for _, t in by_id]
+        self.stoi = {c: i - self.offset for i, c in by_id}
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -71,7 +90,7 @@ class CharTokenizer:
         return len(self.itos)
 
     def encode(self, text: str) -> torch.Tensor:
-        """`(len(text),)` int64 ids; fails on a character outside the vocabulary, naming it."""
+        """`(len(text),)` int64 game ids; fails on a character outside the vocabulary, naming it."""
         try:
             return torch.tensor([self.stoi[c] for c in text], dtype=torch.long)
         except KeyError as err:
@@ -80,14 +99,20 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         return "".join(self.itos[int(i)] for i in ids)
 
+    def to_core_ids(self, ids) -> list[int]:
+        """Game ids -> the core tokenizer's ids (for code that works with `core.tiny.char_tokenizer`)."""
+        return [int(i) + self.offset for i in ids]
+
     def save_pretrained(self, save_directory: str | Path, **kwargs) -> None:
-        path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / _VOCAB_FILE).write_text(json.dumps({"itos": self.itos}, ensure_ascii=False))
+        Path(save_directory).mkdir(parents=True, exist_ok=True)
+        self.core.save_pretrained(str(save_directory))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs) -> CharTokenizer:
-        return cls(json.loads((Path(directory) / _VOCAB_FILE).read_text())["itos"])
+        legacy = Path(directory) / _VOCAB_FILE  # checkpoints written before the adapter
+        if legacy.is_file() and not (Path(directory) / "tokenizer.json").is_file():
+            return cls(json.loads(legacy.read_text())["itos"])
+        return cls(core=PreTrainedTokenizerFast.from_pretrained(str(directory)))
 
 
 @dataclass

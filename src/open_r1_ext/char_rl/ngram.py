@@ -1,4 +1,4 @@
-"""Character n-gram tables up to 4-gram: counted with tensor ops, smoothed, looked up per position, cached.
+"""Character n-gram tables up to 6-gram: counted with tensor ops, smoothed, looked up per position, cached.
 
 Counting: each length-(k-1) context is packed into one integer `sum_j c_j V^(k-2-j)`; `torch.unique` gives the
 seen contexts (sorted) and a `bincount` over `context_row * V + next_char` gives all counts at once (about a
@@ -11,8 +11,10 @@ Smoothing: each order is a Dirichlet prior centred on the order below (interpola
     p_1(a)     = (c(a) + 1) / (N + V).
 
 A context never seen in training backs off to the longest suffix that was. The same tables serve as the game's
-partial-credit reward and KL reference (`lookup`, on the block being trained) and as the unigram / bigram /
-4-gram baselines of the evaluation (`score`, on the whole validation split).
+teacher: partial-credit reward, control variate and KL reference (`lookup`, on the block being trained, with
+`exclude=targets` to leave the scored position's own counts out: the deleted-estimation table, what the teacher
+would say had it not seen this position), and as the unigram / bigram / 4-gram baselines of the evaluation
+(`score`, on the whole validation split).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-MAX_ORDER = 4
+MAX_ORDER = 6
 _MEMORY_CACHE: dict[tuple, NGramModel] = {}
 
 
@@ -111,34 +113,49 @@ class NGramModel:
     def cache_path(fingerprint: str, vocab_size: int, order: int, alpha: float) -> Path:
         return cache_dir() / f"ngram-{fingerprint}-V{vocab_size}-o{order}-a{alpha:g}.pt"
 
-    def lookup(self, x: torch.Tensor, order: int | None = None) -> torch.Tensor:
+    def lookup(self, x: torch.Tensor, order: int | None = None, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Next-character distributions after every position of `x`.
 
         x: `(B, T)` ids. Returns `(B, T, V)`: row `[b, t]` is `p(. | x[b, t-k+2 .. t])` for the highest order
         `k <= order` whose context lies inside the block and was seen in training (the first positions of a block
-        use shorter contexts).
+        use shorter contexts). `exclude`: `(B, T)` the characters that follow each position in the training text
+        (the targets); their occurrence is removed from every order's counts before smoothing (leave-one-out), so
+        a context seen only at this position backs off as an unseen one would.
         """
         order = self.order if order is None else order
         if not 1 <= order <= self.order:
             raise ValueError(f"lookup order {order} outside 1..{self.order}")
+        if exclude is not None and exclude.shape != x.shape:
+            raise ValueError(f"exclude must have the shape of x {tuple(x.shape)}, got {tuple(exclude.shape)}")
         B, T = x.shape
-        rows = torch.zeros(B, T, dtype=torch.long)
-        level = torch.ones(B, T, dtype=torch.long)  # which order's table each position reads
+        rows = torch.zeros(order + 1, B, T, dtype=torch.long)  # row of each order's table, where seen
+        level = torch.ones(B, T, dtype=torch.long)  # highest order whose context was seen
         for k in range(2, order + 1):
             if T < k - 1:
                 break
             ctx = _pack(x.unfold(1, k - 1, 1), self.vocab_size)  # (B, T-k+2): context ending at t = k-2 ...
             table = self.contexts[k]
             idx = torch.searchsorted(table, ctx).clamp_max(len(table) - 1)
-            found = table[idx] == ctx
-            rows[:, k - 2 :] = torch.where(found, idx, rows[:, k - 2 :])
+            found = (table[idx] == ctx) & (level[:, k - 2 :] == k - 1)  # a suffix of a seen context is seen
+            rows[k, :, k - 2 :] = idx
             level[:, k - 2 :] = torch.where(found, torch.full_like(idx, k), level[:, k - 2 :])
-        out = torch.empty(B, T, self.vocab_size, dtype=self.probs[1].dtype)
-        for k in range(1, order + 1):
-            m = level == k
-            if m.any():
-                out[m] = self.probs[k][rows[m]]
-        return out
+        if exclude is None:
+            out = torch.empty(B, T, self.vocab_size, dtype=self.probs[1].dtype)
+            for k in range(1, order + 1):
+                m = level == k
+                if m.any():
+                    out[m] = self.probs[k][rows[k][m]]
+            return out
+        own = torch.nn.functional.one_hot(exclude.long(), self.vocab_size).to(self.counts[1].dtype)
+        c = (self.counts[1][0] - own).clamp_min(0)
+        p = (c + 1.0) / (c.sum(-1, keepdim=True) + self.vocab_size)
+        for k in range(2, order + 1):
+            m = level >= k
+            if not m.any():
+                break
+            c = (self.counts[k][rows[k][m]] - own[m]).clamp_min(0)
+            p[m] = (c + self.alpha * p[m]) / (c.sum(-1, keepdim=True) + self.alpha)
+        return p
 
     @torch.no_grad()
     def score(self, data: torch.Tensor, order: int | None = None, chunk: int = 32768) -> dict[str, float]:

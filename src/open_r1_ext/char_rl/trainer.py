@@ -1,24 +1,35 @@
-"""Char-level GRPO from random weights: language modelling as a game with exhaustive exploration.
+"""Char-level GRPO from random weights: language modelling as a game, exhaustive or sampled.
 
 Seed: `../shared/seeds/002_c8edd421d4bf3219.txt` (the game, n-gram guidance, confidence scaling, health monitor).
 The algorithm and the gradient it computes are in `game.py`; this file wires it into a trainer.
+
+What the two forms of the game are, plainly: the **exhaustive** game (every character scored, the seed's design)
+computes its expected policy gradient exactly, and that gradient *is* the gradient of cross-entropy plus n-gram
+distillation, `(1 + c pi(y)) CE + lambda H(q, pi) + beta KL(pi || q)` (`game.py` derives it, a test checks it):
+a supervised loss, with nothing left to explore. The **sampled** game (`group: sampled`: K characters drawn per
+position, only their rewards read) is the reinforcement-learning version; it estimates the same gradient without
+bias, with the n-gram teacher's expected reward as control variate.
 
 How `CharGRPOTrainer` departs from plain GRPO:
 
 1. **No generation.** The group of a position is every character of the vocabulary (or K sampled ones), so
    nothing is generated: one forward pass over a `(B, T)` block gives all `B*T` groups and the rewards of all V
    actions are table lookups (target, n-gram distribution). One step costs one forward and one backward.
-2. **Built-in reward.** Exact match + decaying n-gram partial credit + a ramped confidence bonus (`game.py`);
-   reward functions from a recipe are refused (`provides_reward_funcs`, so the launch script passes none).
+2. **Built-in reward.** Exact match + n-gram partial credit (decaying linearly, or fading with the measured gap
+   between the model's and the teacher's cross-entropy: `guidance_schedule: adaptive`) + a ramped confidence
+   bonus (`game.py`); reward functions from a recipe are refused (`provides_reward_funcs`, so the launch script
+   passes none). On training positions the n-gram teacher is leave-one-out (it never counts the label it scores).
 3. **Advantages** are normalised per target by the policy's expected reward (`advantage_norm: target_mean`),
    which makes the exhaustive gradient exactly cross-entropy's for the exact-match term and a proper scoring
    rule with the n-gram partial credit, so it cannot collapse into overconfidence; `mean`, `std` (GRPO-style)
-   and `none` are there to reproduce the failure modes (`game.py` derives all four).
+   and `none` are there to reproduce the failure modes (`game.py` derives all four). The sampled game's weights
+   come from `game.sampled_coefficients` (control variate, optional leave-one-out baseline, priority sampling).
 4. **KL toward the n-gram reference** (not toward a frozen copy of the policy: from random weights that copy
    knows nothing), with an optional adaptive coefficient (`adaptive_kl`, Ziegler et al. 2019).
 5. **Its own model and data.** `build_model_and_data` (the launch script's hook) builds the character
-   vocabulary, the 90/10 split and a GPT-2 from a preset with random weights; `objective: ce` trains the same
-   model with plain cross-entropy, the twin the game is measured against.
+   vocabulary (`core.tiny.char_tokenizer` through `data.CharTokenizer`), the 90/10 split and a GPT-2 from a preset
+   with random weights; `objective: ce` trains the same model with plain cross-entropy, the twin the game is
+   measured against.
 
 Why `transformers.Trainer` and not `GRPOTrainer`: every GRPOTrainer method past `__init__` is about generating
 completions for prompts and scoring them with reward functions (`_prepare_inputs`, `_generate_and_score_*`,
@@ -33,8 +44,8 @@ log-probabilities when `num_iterations > 1`), `get_train_dataloader` (random blo
 `training_step` (throughput), `_get_grad_norm` (health monitor and adaptive KL, once per optimizer step),
 `evaluate` (val CE, bits/char, perplexity, accuracy, a text sample), `log` (merges the step metrics, NaN-safe
 means through `core.metrics`), `_save_checkpoint` / `_load_optimizer_and_scheduler` (extra state through
-`core.checkpoint`: health monitor, KL coefficient and the n-gram cache reference, whose corpus fingerprint must match
-on resume). The config is `CharGRPOConfig` in `char_rl/config.py`.
+`core.checkpoint`: health monitor, KL coefficient, the teacher-gap average of the adaptive guidance, the sampling
+generator, and the n-gram cache reference, whose corpus fingerprint must match on resume). The config is `CharGRPOConfig` in `char_rl/config.py`.
 """
 
 from __future__ import annotations
@@ -56,7 +67,15 @@ from open_r1_ext.core.metrics import average_metrics
 from .config import CharGRPOConfig
 from .data import CharCorpus, CharTokenizer, load_corpus
 from .evaluation import evaluate_char_model, ngram_baselines, sample_text
-from .game import game_loss, game_rewards, sample_group
+from .game import (
+    draw_group,
+    game_loss,
+    game_rewards,
+    gradient_rel_error,
+    proposal_logp,
+    sampled_coefficients,
+    teacher_expected_reward,
+)
 from .health import HealthMonitor, HealthThresholds
 from .model import build_char_gpt2
 from .ngram import NGramModel
@@ -159,7 +178,9 @@ class CharGRPOTrainer(Trainer):
         )
         self.health = HealthMonitor(
             HealthThresholds(
-                window=args.health_window, ece_warn=args.health_ece_warn, grad_cv_warn=args.health_grad_cv_warn
+                window=args.health_window,
+                overconfidence_warn=args.health_overconfidence_warn,
+                grad_cv_warn=args.health_grad_cv_warn,
             )
         )
         self.kl_controller = (
@@ -175,6 +196,7 @@ class CharGRPOTrainer(Trainer):
         self.samples: list[tuple[int, str]] = []
         self._baselines: dict | None = None
         self._sample_gen = torch.Generator().manual_seed(args.seed)
+        self.teacher_gap: float | None = None  # moving average of model CE - teacher CE on training batches
 
     @staticmethod
     def _checked_args(args: CharGRPOConfig | None, reward_funcs, peft_config) -> CharGRPOConfig:
@@ -240,31 +262,40 @@ class CharGRPOTrainer(Trainer):
     def schedules(self, step: int | None = None) -> tuple[float, float]:
         """(partial-credit weight lambda_t, confidence-bonus weight c_t) at optimizer step `step`."""
         a, step = self.args, self.state.global_step if step is None else step
-        lam = a.partial_credit * (max(0.0, 1.0 - step / a.guidance_decay_steps) if a.guidance_decay_steps > 0 else 1.0)
+        if a.guidance_schedule == "adaptive":
+            gap = self.teacher_gap if self.teacher_gap is not None else a.guidance_gap_scale
+            lam = a.partial_credit * min(1.0, max(0.0, gap / a.guidance_gap_scale))
+        elif a.guidance_decay_steps > 0:
+            lam = a.partial_credit * max(0.0, 1.0 - step / a.guidance_decay_steps)
+        else:
+            lam = a.partial_credit
         conf = a.confidence_bonus * (min(1.0, step / a.confidence_ramp_steps) if a.confidence_ramp_steps > 0 else 1.0)
         return lam, conf
+
+    def teacher(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The n-gram teacher's `(B, T, V)` distributions after every position of the training block `x`
+        (leave-one-out counts, `exclude=y`, unless `ngram_leave_one_out` is off)."""
+        exclude = y.cpu() if self.args.ngram_leave_one_out else None
+        return self.ngram.lookup(x.cpu(), self.args.ngram_order, exclude=exclude)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         x, y = inputs["input_ids"], inputs["labels"]
         logits = model(input_ids=x).logits
         a = self.args
+        metrics: dict[str, float] = {}
         if a.objective == "ce":
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            metrics = {}
         else:
             old_logp = inputs.get("old_logp")
             old_logp = logits.detach().float().log_softmax(-1) if old_logp is None else old_logp
+            old_probs = old_logp.exp()
             lam, conf = self.schedules()
-            q = None
-            if lam > 0 or self.beta > 0:
-                q = self.ngram.lookup(x.cpu(), a.ngram_order).to(logits.device)
-            actions = weights = None
+            q = self.teacher(x, y).to(logits.device)
+            rewards = game_rewards(y, q, old_probs, lam, conf)
+            coef = None
             if a.group == "sampled":
-                actions, weights = sample_group(
-                    old_logp, a.group_size, a.sample_temperature_min, a.sample_temperature_max
-                )
-            rewards = game_rewards(y, q, old_logp.exp(), lam, conf)
-            loss, metrics = game_loss(
+                coef = self._sampled_coefficients(old_logp, rewards, y, q, lam, conf, metrics)
+            loss, game_metrics = game_loss(
                 logits,
                 old_logp,
                 rewards,
@@ -274,12 +305,23 @@ class CharGRPOTrainer(Trainer):
                 entropy_coef=a.entropy_coef,
                 kl_coef=self.beta,
                 ref_logp=q.clamp_min(1e-12).log() if self.beta > 0 else None,
-                actions=actions,
-                weights=weights,
+                coef=coef,
             )
-            metrics = {f"game/{k}": float(v) for k, v in metrics.items()}
+            metrics.update({f"game/{k}": float(v) for k, v in game_metrics.items()})
+            with torch.no_grad():
+                model_ce = float(F.cross_entropy(logits.detach().float().flatten(0, 1), y.flatten()))
+                teacher_ce = float(-q.gather(-1, y[..., None]).clamp_min(1e-12).log().mean())
+            gap = model_ce - teacher_ce
+            m = a.guidance_gap_ema
+            self.teacher_gap = gap if self.teacher_gap is None else m * self.teacher_gap + (1 - m) * gap
             metrics.update(
-                {"game/partial_credit_weight": lam, "game/confidence_bonus_weight": conf, "game/kl_coef": self.beta}
+                {
+                    "game/partial_credit_weight": lam,
+                    "game/confidence_bonus_weight": conf,
+                    "game/kl_coef": self.beta,
+                    "game/teacher_ce": teacher_ce,
+                    "game/teacher_gap": self.teacher_gap,
+                }
             )
             if "game/kl_ngram" in metrics:
                 self._kl_since_step.append(metrics["game/kl_ngram"])
@@ -291,6 +333,28 @@ class CharGRPOTrainer(Trainer):
         for k, v in metrics.items():
             self._metrics[k].append(v)
         return (loss, logits) if return_outputs else loss
+
+    def _sampled_coefficients(self, old_logp, rewards, y, q, lam, conf, metrics: dict) -> torch.Tensor:
+        """The sampled game's gradient weights (`game.sampled_coefficients`) and its diagnostics: how far the
+        estimate is from the exact (exhaustive) gradient with the configured variance reduction and, on the same
+        draws, without the control variate and without the baseline; how often the target is in the group."""
+        a = self.args
+        gen = self._sample_gen if old_logp.device.type == "cpu" else None
+        log_mu = proposal_logp(old_logp, a.sample_temperature, q, a.sample_teacher_mix)
+        actions, inv = draw_group(log_mu, a.group_size, a.sampler, generator=gen)
+        control = teacher_expected_reward(q, old_logp.exp(), lam, conf)
+        use_cv = control if a.control_variate == "teacher" else None
+        coef = sampled_coefficients(old_logp, rewards, actions, inv, use_cv, a.sampled_baseline)
+        with torch.no_grad():
+            probs = old_logp.exp()
+            metrics["game/est_rel_var"] = float(gradient_rel_error(coef, rewards, probs))
+            for name, cv, base in (("no_cv", None, a.sampled_baseline), ("no_baseline", use_cv, "none")):
+                if (cv is None and use_cv is None) or (base == a.sampled_baseline and cv is use_cv):
+                    continue
+                other = sampled_coefficients(old_logp, rewards, actions, inv, cv, base)
+                metrics[f"game/est_rel_var_{name}"] = float(gradient_rel_error(other, rewards, probs))
+            metrics["game/target_in_group"] = float((actions == y[..., None]).any(-1).float().mean())
+        return coef
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         t0 = time.perf_counter()
@@ -376,6 +440,8 @@ class CharGRPOTrainer(Trainer):
         return {
             "health": self.health.state_dict(),
             "beta": self.beta,
+            "teacher_gap": self.teacher_gap,
+            "sample_generator": self._sample_gen.get_state(),
             "kl_controller": self.kl_controller.state_dict() if self.kl_controller is not None else None,
             "ngram": {
                 "fingerprint": self.corpus.fingerprint,
@@ -409,6 +475,9 @@ class CharGRPOTrainer(Trainer):
         if state.get("kl_controller") is not None and self.kl_controller is not None:
             self.kl_controller.load_state_dict(state["kl_controller"])
         self.beta = self.kl_controller.beta if self.kl_controller is not None else float(state.get("beta", self.beta))
+        self.teacher_gap = state.get("teacher_gap")
+        if state.get("sample_generator") is not None:
+            self._sample_gen.set_state(state["sample_generator"])
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
