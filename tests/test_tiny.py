@@ -69,3 +69,25 @@ def test_evaluate_task_on_perfect_and_random_models(char_tok, tiny_model):
     torch.manual_seed(0)
     acc = evaluate_task(tiny_model, char_tok, "addition", n=16, seed=0)
     assert acc["pass@1"] == 0.0  # a random model does not add
+
+
+def test_char_tokenizer_keeps_every_newline_and_old_folders_are_repaired(tmp_path):
+    from open_r1_ext.core.tiny import char_tokenizer, repair_char_tokenizer
+
+    tok = char_tokenizer()
+    ids = tok("def f():\n\n    return 1", add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and ids.count(tok.convert_tokens_to_ids("\n")) == 2
+    assert tok.decode(ids) == "def f():\n\n    return 1"
+    # a model folder cached before the fix: a run of newlines was one <unk>
+    tok.save_pretrained(tmp_path)
+    f = tmp_path / "tokenizer.json"
+    data = json.loads(f.read_text())
+    data["pre_tokenizer"]["pattern"]["Regex"] = "."
+    f.write_text(json.dumps(data))
+    old = AutoTokenizer.from_pretrained(tmp_path)
+    assert old.unk_token_id in old("a\n\nb", add_special_tokens=False)["input_ids"]
+    assert repair_char_tokenizer(tmp_path) and not repair_char_tokenizer(tmp_path)  # once
+    fixed = AutoTokenizer.from_pretrained(tmp_path)
+    assert (
+        fixed("a\n\nb", add_special_tokens=False)["input_ids"] == tok("a\n\nb", add_special_tokens=False)["input_ids"]
+    )

@@ -39,12 +39,35 @@ def cache_root() -> Path:
     return Path(os.environ.get("OPEN_R1_EXT_CACHE", Path.home() / ".cache" / "open_r1_ext"))
 
 
+# Every character, newline included: with "." a run of newlines fell through the split as one piece and became <unk>.
+CHAR_PATTERN = "[\\s\\S]"
+
+
+def repair_char_tokenizer(folder: Path) -> bool:
+    """Give a saved character tokenizer built before the newline fix (pre-tokenizer pattern ".") `CHAR_PATTERN`;
+    the vocabulary is unchanged, so a cached model stays valid. Returns whether the file was rewritten."""
+    f = Path(folder) / "tokenizer.json"
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False
+    pre = data.get("pre_tokenizer") or {}
+    if pre.get("type") != "Split" or (pre.get("pattern") or {}).get("Regex") != ".":
+        return False
+    pre["pattern"]["Regex"] = CHAR_PATTERN
+    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".tokenizer.", suffix=".json")
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out)
+    os.replace(tmp, f)
+    return True
+
+
 def char_tokenizer(alphabet: str | None = None) -> PreTrainedTokenizerFast:
     """One token per character (printable ASCII and newline by default), with `<pad>`, `<eos>` and `<unk>`."""
     alphabet = alphabet if alphabet is not None else string.printable[:95] + "\n"
     vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, *dict.fromkeys(alphabet)])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(CHAR_PATTERN), behavior="isolated")
     tok.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, model_max_length=512, padding_side="left"
@@ -168,6 +191,7 @@ def build_builtin(settings: TinyModelSettings, force: bool = False) -> Path:
     tasks_mod.get_task(settings.task)  # fail early on an unknown task
     path = cache_root() / "builtin" / settings.key()
     if path.exists() and not force:
+        repair_char_tokenizer(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = char_tokenizer()
