@@ -377,6 +377,16 @@ def test_a_prefix_shared_by_k_siblings_carries_the_weight_of_one_rollout(tmp_pat
     assert nodes >= 1
     logged = trainer.state.log_history[0]
     assert 0 < logged["adaptive/prefix_copy_share"] < 1
+    # diagnostics of how much of the batch is credited: the share of branched nodes whose leaves score differently,
+    # and the share of loss tokens with a nonzero advantage, recomputed from the loss batch
+    mixed = [
+        len(set(rewards[batch["prefix_ids"] == pid].tolist())) > 1
+        for pid in batch["prefix_ids"].unique()
+        if (batch["prefix_ids"] == pid).sum() > 1
+    ]
+    assert logged["adaptive/mixed_node_frac"] == pytest.approx(sum(mixed) / len(mixed))
+    credited = ((adv != 0) & mask).sum() / mask.sum()
+    assert logged["adaptive/credited_token_frac"] == pytest.approx(credited.item(), abs=1e-6)
 
 
 def test_branch_points_follow_entropy_peaks_not_the_minimum_prefix(tmp_path, tok, model_state, dataset, monkeypatch):

@@ -240,7 +240,20 @@ class TokenAdaptiveGRPOTrainer(GRPOTrainer):
             )
             local = slice(self.accelerator.process_index * B, (self.accelerator.process_index + 1) * B)
             advantages = expand_token_advantages(type(parts)(*(x[local] for x in parts)), T)
+            # how often a branch pays: a node whose leaves all score alike gives its continuations no credit
+            branched = (parts.siblings > 1) & (all_lengths.to(device) > 0)
+            node_key = group_ids * (int(all_ids.max().item()) + 1) + all_ids.to(device)
+            mixed = [
+                bool(r[torch.isfinite(r)].unique().numel() > 1)
+                for r in (rewards[node_key == n] for n in node_key[branched].unique())
+            ]
+            m["adaptive/mixed_node_frac"].append(sum(mixed) / len(mixed) if mixed else math.nan)
         output["advantages"] = self.apply_importance_weights(output, advantages, log_ratios)
+        # the share of loss tokens that carry any credit (GRPO: every token of a group whose rewards differ)
+        adv = output["advantages"]
+        adv = adv if adv.dim() == 2 else adv.unsqueeze(1).expand(B, T)
+        credited = self.accelerator.gather(((adv != 0).float() * mask).sum()).sum()
+        m["adaptive/credited_token_frac"].append((credited / total.clamp(min=1.0)).item())
 
     def apply_importance_weights(self, output: dict, advantages: torch.Tensor, log_ratios: list | None):
         """`advantages` (`(B,)` or `(B, T)`) times the per-token importance weights of off-policy tokens, `(B, T)`;
