@@ -330,12 +330,24 @@ def parse_args(argv: list[str] | None = None):
         raise UserError(f"{type(exc).__name__} in the settings: {exc}") from exc
 
 
+def _close_process_group():
+    """Tear a multi-process run's group down before interpreter exit: left to exit, gloo's threads could be
+    destroyed while still joinable and abort a finished run (SIGABRT, "terminate called without an active
+    exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def cli(argv: list[str] | None = None):
     """Parse, check and run; a `UserError` prints one message (no traceback unless `OPEN_R1_EXT_DEBUG=1`)."""
     debug = os.environ.get("OPEN_R1_EXT_DEBUG", "") not in ("", "0")
     try:
         script_args, training_args, model_args = parse_args(argv)
         main(script_args, training_args, model_args)
+        _close_process_group()
     except UserError as exc:
         if debug:
             raise

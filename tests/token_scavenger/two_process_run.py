@@ -6,6 +6,8 @@ import json
 import os
 import sys
 
+import torch
+
 from accelerate import PartialState
 from datasets import Dataset
 
@@ -62,6 +64,11 @@ def main(out_dir: str):
     rank = trainer.accelerator.process_index
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"world_size": trainer.accelerator.num_processes, "records": trainer.records}, f)
+    # tear the gloo group down explicitly: left to interpreter exit, its threads were sometimes destroyed while
+    # still joinable ("terminate called without an active exception", SIGABRT on rank 0 after a finished run)
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
