@@ -7,7 +7,6 @@ import os
 import sys
 
 import torch
-
 from accelerate import PartialState
 from datasets import Dataset
 
