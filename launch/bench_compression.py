@@ -1,22 +1,28 @@
 """Benchmark: a learned-rate keep/mask policy against random / frequency / surprisal / constant at its measured ratio.
 
     OMP_NUM_THREADS=1 python launch/bench_compression.py        # = make bench-compression: λ 1.0, 1.25, 2.0
-    OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 1.0 1.1 1.25 1.5 2.0     # the README's curve
+    OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 0.9 1.0 1.25 2.0   # one more point, the rest reused
+    OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 1.0 --out runs/bench_compression_semantic \
+        --extra "--semantic_weight 0.5"                          # the MiniLM reward term against the plain reward
 
-Time on the shared 2-core CPU (one thread, two other benchmarks running): the warm start 25 min, once (cached);
-each run about 3 min; the evaluation about 75 s per run. So about 40 min for the default, 65 min for the README's
-five λ values, plus the warm start the first time.
+Time on the shared 2-core CPU (one thread, three other benchmarks running), with the default GPT-2 infilling
+reconstructor: the warm start about 60 min, once (cached); each run about 8 min (150 joint steps, greedy infill
+decoding inside the reward); the evaluation about 2 min per run. So about 95 min for the default, plus the warm start
+the first time. (`--extra "--reconstructor mlm"` runs the masked-LM alternative: 25 min warm start, 3 min a run.)
 
-1. Warm start (once, cached under `~/.cache/open_r1_ext/compression/`): the 4 × 128 ModernBERT reconstructor learns
-   to fill gaps on the training plays (`compression/warmstart.py`); its validation loss is printed.
+1. Warm start (once, cached under `~/.cache/open_r1_ext/compression/`): the 4 × 128 GPT-2 reconstructor learns to
+   fill gaps on the training plays as an infilling LM (`compression/warmstart.py`); its validation loss is printed.
 2. For each λ in `--lambdas` and each seed: joint training of `recipes/compression_cpu.yaml` through the launch
    script's `main` (learned rate: reward = rate - λ · unrecovered removed tokens / n) into `<out>/lam<λ>/seed<k>`. Runs
-   already finished (a `results.json`) are not retrained.
+   already finished with the same flags (`results.json` and `bench_flags.json`) are not retrained, so a λ can be
+   added to a finished sweep by listing every λ again (`--lambdas 0.9 1.0 1.25 2.0`); a run trained with other
+   flags (another reconstructor, say) is retrained.
 3. Evaluation of all runs together on the held-out plays (`recipes/compression_eval.yaml`): each λ is one point of the
    rate-distortion curve; its ratio is measured from the policy's masks, and every baseline removes as many tokens
-   as the policy did from each sequence. Primary figures: recovery of removed tokens and all-MiniLM-L6-v2 similarity,
-   mean ± sd over seeds, paired bootstrap 95 % intervals over sequences. Writes `<out>/eval.md`,
-   `<out>/eval_results.json`, `<out>/rate_distortion.png` and `<out>/bench.json` (the verdict vs the targets).
+   as the policy did from each sequence. Primary figures: recovery of removed tokens (greedy-decoded reconstruction)
+   and all-MiniLM-L6-v2 similarity, mean ± sd over seeds, paired bootstrap 95 % intervals over sequences; the
+   teacher-forced recovery beside them, as a diagnostic. Writes `<out>/eval.md`, `<out>/eval_results.json`,
+   `<out>/rate_distortion.png` and `<out>/bench.json` (the verdict vs the targets).
 """
 
 from __future__ import annotations
@@ -56,17 +62,23 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in a.seeds:
             run_dir = Path(a.out) / f"lam{lam:g}" / f"seed{seed}"
             run_dirs.append(str(run_dir))
-            if (run_dir / "results.json").exists():
-                print(f"[bench] λ={lam:g} seed {seed}: already trained in {run_dir}", flush=True)
-                continue
             flags = ["--config", a.train_recipe, "--seed", str(seed), "--output_dir", str(run_dir)]
             flags += ["--distortion_lambda", str(lam), "--save_strategy", "no", "--plot", "false"]
             flags += ["--disable_tqdm", "true", *shlex.split(a.extra)]
             if a.max_steps is not None:
                 flags += ["--max_steps", str(a.max_steps)]
+            done = run_dir / "bench_flags.json"
+            if (run_dir / "results.json").exists() and done.exists() and json.loads(done.read_text()) == flags:
+                print(f"[bench] λ={lam:g} seed {seed}: already trained in {run_dir}", flush=True)
+                continue
+            if (run_dir / "results.json").exists():  # trained with other flags (or before they were recorded)
+                print(
+                    f"[bench] λ={lam:g} seed {seed}: {run_dir} was trained with other settings; retraining", flush=True
+                )
             t = time.perf_counter()
             train(*parse(flags))
             train_seconds[str(run_dir)] = time.perf_counter() - t
+            done.write_text(json.dumps(flags))
             res = json.loads((run_dir / "results.json").read_text())
             print(
                 f"[bench] λ={lam:g} seed {seed}: {res['global_step']} steps in {train_seconds[str(run_dir)]:.0f} s, "
@@ -95,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     first = json.loads((Path(run_dirs[0]) / "results.json").read_text())
     report["warm_start_val_loss"] = first.get("compression/warm_start_val_loss")
     report["warm_start_val_loss_at_0.4"] = first.get("compression/warm_start_val_loss_at_0.4")
+    report["warm_start_val_recovery_at_0.4"] = first.get("compression/warm_start_val_recovery_at_0.4")
+    report["warm_start_val_recovery_at_0.4_decoded"] = first.get("compression/warm_start_val_recovery_at_0.4_decoded")
     Path(a.out, "bench.json").write_text(json.dumps(report, indent=2))
     print(f"[bench] evaluation {eval_seconds:.0f} s; total {report['total_seconds']:.0f} s", flush=True)
     if headline is None:

@@ -1,5 +1,6 @@
-"""RL token compression (issues #7, #18): a keep/mask policy that learns its own rate and a masked-LM reconstructor
-(warm-started on the corpus, cached), trained jointly by rate - λ · distortion; evaluated at the measured ratio.
+"""RL token compression (issues #7, #18): a keep/mask policy that learns its own rate and a GPT-2 infilling
+reconstructor (gap-marked sequence as prefix, then the removed tokens; warm-started on the corpus, cached; `reconstructor: mlm` is a
+masked-LM alternative), trained jointly by rate - λ · distortion; evaluated at the measured ratio.
 
 Commands (each reads a recipe through TRL's parser; CLI flags override it):
 
@@ -10,7 +11,7 @@ Commands (each reads a recipe through TRL's parser; CLI flags override it):
     python launch/compression_search.py   --config recipes/compression_cpu.yaml --max-trials 20
 
 The library the commands call lives here: `data.prepare_data`, `evaluation.run_evaluation`, `trainer`'s builders,
-`warmstart.build_warm_start`.
+`warmstart.build_warm_start`, `infill` (the GPT-2 infilling layout and greedy decoding).
 """
 
 from open_r1_ext.compression.config import CompressionConfig

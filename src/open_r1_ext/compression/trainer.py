@@ -1,4 +1,5 @@
-"""RL token compression: a keep/mask policy that chooses its own rate, and a masked-LM reconstructor, trained jointly.
+"""RL token compression: a keep/mask policy that chooses its own rate, and a GPT-2 infilling reconstructor, trained
+jointly.
 
 Seed: `../shared/seeds/001_78816de68502cff8.txt` (issues #7, #18). How this departs from plain GRPO:
 
@@ -20,11 +21,20 @@ Seed: `../shared/seeds/001_78816de68502cff8.txt` (issues #7, #18). How this depa
 4. **One sample, one update, so no clipping and no reference model.** Masks are sampled and used once by the current
    policy, so GRPO's importance ratio is 1 and its clipping and KL terms would be inert; the loss is the plain
    policy gradient `-A · log π(mask)` (divided by `n`).
-5. **A reconstructor that can make the trade.** A BERT-style masked LM (it reads the kept tokens with `<mask>` gap
-   markers in place, so it sees both sides of each gap), warm-started on the corpus before joint training
-   (`compression/warmstart.py`, cached on disk), then trained in the same step as the policy on the removed tokens
-   of the policy's current masks. To keep the baselines fair, each step also adds one row per sequence masked by a
-   baseline (random, frequency, surprisal in turn) removing as many tokens as the policy removed from that sequence.
+5. **A reconstructor that can make the trade.** By default (`reconstructor: gpt2_infill`) a 4 × 128 GPT-2 reading
+   the sequence with a `<mask>` gap marker in place of each removed token as its prefix (so it has seen both sides of
+   every gap), then `<sep>`, then the removed tokens in order (the infill; `compression/infill.py`); `mlm` is the
+   alternative, a ModernBERT masked LM filling every gap in parallel. Warm-started on the corpus before joint
+   training (`compression/warmstart.py`, cached on disk), then trained in the same step as the policy on the removed
+   tokens of the policy's current masks (teacher-forced cross-entropy on the infill). To keep the baselines fair,
+   each step also adds one row per sequence masked by a baseline (random, frequency, surprisal in turn) removing as
+   many tokens as the policy removed from that sequence.
+6. **The reward counts what the reconstructor really recovers.** With `distortion: error` and `reward_decoding:
+   greedy` (the defaults), a removed token counts as recovered when the infill *decoded greedily* from the prefix
+   (the model's own earlier guesses in context, as at evaluation) gets it right, not when the teacher-forced
+   argmax does: the latter conditions each removed token on the true earlier removed tokens, so it is optimistic
+   (logged beside it as `compression/recovery_teacher_forced`). The decoding costs one small cached forward per
+   removed token of the longest row, in `no_grad`.
 
 Why `transformers.Trainer` and not `GRPOTrainer`: `GRPOTrainer.__init__` and `_generate_and_score_completions` are
 built around generating text with a causal LM from prompts and scoring it with reward functions; none of that
@@ -56,12 +66,14 @@ from transformers import Trainer, default_data_collator
 from open_r1_ext.compression.baselines import baseline_mask
 from open_r1_ext.compression.config import CompressionConfig
 from open_r1_ext.compression.data import is_prepared, load_tokenizer, prepare_data, to_dataset_dict
+from open_r1_ext.compression.infill import is_infill
 from open_r1_ext.compression.models import (
     CompressionModel,
     KeepMaskPolicy,
     PolicySettings,
     ReconstructorSettings,
     build_reconstructor,
+    fill_gaps,
     num_to_mask,
     removed_logits,
     sample_bernoulli,
@@ -114,14 +126,16 @@ def warm_start_settings(args: CompressionConfig, vocab_size: int, data_dir) -> W
         lr=args.recon_warm_start_lr,
         seed=args.recon_warm_start_seed,
         data_hash=data_hash(data_dir),
+        kind=args.reconstructor,
     )
 
 
 def build_compression_model(
     args: CompressionConfig, tokenizer, pretrained: str | None = None, token_freq=None, data_dir=None
 ) -> CompressionModel:
-    """Policy + reconstructor for `tokenizer`'s vocabulary. `pretrained`: a local masked-LM folder, or None for a
-    reconstructor built from the `recon_*` sizes, warm-started on `data_dir` (cached) when `recon_warm_start_steps`."""
+    """Policy + reconstructor (`args.reconstructor`) for `tokenizer`'s vocabulary. `pretrained`: a local causal-LM
+    (`gpt2_infill`) or masked-LM (`mlm`) folder, or None for a reconstructor built from the `recon_*` sizes,
+    warm-started on `data_dir` (cached) when `recon_warm_start_steps`."""
     from accelerate import PartialState
 
     vocab = len(tokenizer)
@@ -131,7 +145,13 @@ def build_compression_model(
             raise ValueError("a warm-started reconstructor needs the prepared data folder (data_dir)")
         with PartialState().main_process_first():  # one process trains the warm start, the others load it
             pretrained = str(
-                build_warm_start(warm_start_settings(args, vocab, data_dir), data_dir, tokenizer.mask_token_id)
+                build_warm_start(
+                    warm_start_settings(args, vocab, data_dir),
+                    data_dir,
+                    tokenizer.mask_token_id,
+                    sep_id=tokenizer.sep_token_id,
+                    pad_id=tokenizer.pad_token_id,
+                )
             )
         info = {"path": pretrained, **warm_start_info(pretrained)}
     policy = KeepMaskPolicy(policy_settings(args, vocab))
@@ -140,6 +160,9 @@ def build_compression_model(
         args.seq_len,
         ReconstructorSettings(n_layer=args.recon_n_layer, n_embd=args.recon_n_embd, n_head=args.recon_n_head),
         pretrained=pretrained,
+        kind=args.reconstructor,
+        sep_id=tokenizer.sep_token_id,
+        pad_id=tokenizer.pad_token_id,
     )
     model = CompressionModel(
         policy, reconstructor, mask_id=tokenizer.mask_token_id, pad_id=tokenizer.pad_token_id, seq_len=args.seq_len
@@ -210,15 +233,19 @@ def windowed_sum(terms: torch.Tensor, window: int) -> torch.Tensor:
     return c[:, hi] - c[:, lo]
 
 
-def token_advantages(terms: torch.Tensor, group_size: int, window: int) -> torch.Tensor:
+def token_advantages(
+    terms: torch.Tensor, group_size: int, window: int, sequence_terms: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-decision advantages `(R, n)` from per-token reward terms `(R, n)` of consecutive groups of masks.
 
     The credit of the decision on token `i` is the windowed reward around `i` (`windowed_sum`) minus the mean of the
     same window over the *other* masks of the group (leave-one-out, so a decision is never compared with itself),
     divided by the std over the batch (one scale for every position, so positions where the group agrees are not
-    blown up).
+    blown up). `sequence_terms (R,)`, a reward of the whole mask (the semantic term), is added to every window.
     """
     local = windowed_sum(terms, window)
+    if sequence_terms is not None:
+        local = local + sequence_terms[:, None]
     R, n = local.shape
     grouped = local.view(-1, group_size, n)
     others = (grouped.sum(1, keepdim=True) - grouped) / (group_size - 1)
@@ -232,7 +259,7 @@ def pretrained_path(model_args) -> str | None:
 
 
 class CompressionTrainer(Trainer):
-    """Joint keep/mask policy + masked-LM reconstructor training (see the module docstring for the algorithm).
+    """Joint keep/mask policy + reconstructor training (see the module docstring for the algorithm).
 
     Accepts the launch script's keyword arguments; `reward_funcs` must be empty (the reward is rate-distortion,
     computed here) and `peft_config` None. `args=None` uses `CompressionConfig`'s defaults.
@@ -286,6 +313,8 @@ class CompressionTrainer(Trainer):
             "distortion": args.distortion,
             "credit_window": args.credit_window,
         }
+        if args.semantic_weight > 0:  # a new objective: its runs form their own group in the evaluation
+            model.objective["semantic_weight"] = args.semantic_weight
         super().__init__(
             model=model,
             args=args,
@@ -301,6 +330,7 @@ class CompressionTrainer(Trainer):
         self.can_return_loss = True
         self._metrics = new_metrics()
         self._last_train_ratio = None
+        self._scorer = None  # the similarity model of the semantic reward term, loaded on first use
 
     # -- the joint step ---------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -332,13 +362,29 @@ class CompressionTrainer(Trainer):
         with torch.no_grad():
             nll = torch.zeros(all_mask.shape, device=x.device)
             nll[all_mask] = nll_flat.detach()
-            wrong = torch.zeros(all_mask.shape, device=x.device)
-            wrong[all_mask] = (logits.argmax(-1) != target).float()
+            wrong_tf = torch.zeros(all_mask.shape, device=x.device)
+            wrong_tf[all_mask] = (logits.argmax(-1) != target).float()
+            decoded = None
+            if args.reward_decoding == "greedy" and is_infill(core.reconstructor) and all_mask.any():
+                # what the reconstructor really recovers: the infill decoded from the prefix, its guesses in context
+                suppress = [i for i in (core.mask_id, core.pad_id) if i is not None]
+                decoded = fill_gaps(core.reconstructor, all_x, all_mask, core.mask_id, suppress)
+                wrong = ((decoded != all_x) & all_mask).float()
+            else:
+                wrong = wrong_tf
             per_token = (nll if args.distortion == "nll" else wrong)[:P]
             rate, distortion, reward = rate_distortion_reward(mask, per_token, args.distortion_lambda)
+            semantic = None
+            if args.semantic_weight > 0:
+                if decoded is None:
+                    suppress = [i for i in (core.mask_id, core.pad_id) if i is not None]
+                    decoded = fill_gaps(core.reconstructor, all_x, all_mask, core.mask_id, suppress)
+                similarity = self._similarity(x, decoded[:P])
+                semantic = args.semantic_weight * (similarity - 1.0)
+                reward = reward + semantic
             if args.ratio_control == "learned":
                 terms = token_terms(mask, per_token, args.distortion_lambda)
-                advantages = token_advantages(terms, G, args.credit_window)  # (P, n)
+                advantages = token_advantages(terms, G, args.credit_window, semantic)  # (P, n)
             else:
                 advantages = group_advantages(reward, G)  # (P,)
         if args.ratio_control == "learned":
@@ -361,6 +407,7 @@ class CompressionTrainer(Trainer):
                 "compression/remove_prob": torch.sigmoid(scores[::G].detach().float()).mean(),
                 "compression/distortion": distortion.mean(),
                 "compression/recovery": (1.0 - wrong[:P])[mask].sum() / removed,
+                "compression/recovery_teacher_forced": (1.0 - wrong_tf[:P])[mask].sum() / removed,
                 "compression/removed_nll": nll[:P][mask].sum() / removed,
                 "losses/reconstruction": recon_loss,
                 "losses/policy": policy_loss,
@@ -368,6 +415,8 @@ class CompressionTrainer(Trainer):
             }
             if args.ratio_control == "fixed":
                 del stats["compression/ratio_greedy"], stats["compression/remove_prob"]
+            if semantic is not None:
+                stats["compression/semantic_similarity"] = similarity.mean()
             if kinds:
                 bmask, bwrong = all_mask[P:], wrong[P:]
                 for kind in set(kinds):
@@ -381,6 +430,23 @@ class CompressionTrainer(Trainer):
                 self._last_train_ratio = rate.mean().item()
         return (loss, {"scores": scores}) if return_outputs else loss
 
+    def _similarity(self, original: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
+        """Similarity `(R,)` (`args.similarity_model`) of each decoded reconstruction `(R, n)` to its original: row
+        `r` of `reconstructed` belongs to row `r // (R / B)` of `original (B, n)` (each original embedded once)."""
+        if self._scorer is None:
+            from open_r1_ext.compression.evaluation import SimilarityScorer
+
+            self._scorer = SimilarityScorer(self.args.similarity_model)
+            if self._scorer.kind == "none":
+                raise ValueError("semantic_weight > 0 needs a similarity_model (all-MiniLM-L6-v2 or bow), not 'none'")
+        tok, group = self.processing_class, len(reconstructed) // len(original)
+        emb_a = self._scorer.embed([tok.decode(row) for row in original.tolist()])
+        emb_a = (
+            emb_a.repeat_interleave(group, 0) if torch.is_tensor(emb_a) else [e for e in emb_a for _ in range(group)]
+        )
+        emb_b = self._scorer.embed([tok.decode(row) for row in reconstructed.tolist()])
+        return torch.tensor(self._scorer.cosine(emb_a, emb_b), dtype=torch.float, device=original.device)
+
     def summary_results(self) -> dict:
         """Figures for the launch script's `results.json`: the objective, the last measured ratio, the warm start."""
         core = self.accelerator.unwrap_model(self.model)
@@ -389,6 +455,8 @@ class CompressionTrainer(Trainer):
         if info:
             out["compression/warm_start_val_loss"] = info["val_loss"]
             out["compression/warm_start_val_loss_at_0.4"] = info["val_loss_at_0.4"]
+            out["compression/warm_start_val_recovery_at_0.4"] = info.get("val_recovery_at_0.4")
+            out["compression/warm_start_val_recovery_at_0.4_decoded"] = info.get("val_recovery_at_0.4_decoded")
             out["compression/warm_start_path"] = info["path"]
         return out
 

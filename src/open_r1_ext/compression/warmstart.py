@@ -1,15 +1,18 @@
-"""Warm start of the reconstructor: a masked language model trained on the corpus, cached on disk.
+"""Warm start of the reconstructor: trained to fill gaps on the corpus before joint training, cached on disk.
 
-Before joint training the reconstructor learns to fill gaps on the training plays: each row hides a random fraction
-of its tokens drawn uniformly from `[min_rate, max_rate]`, and the loss is the cross-entropy of the hidden tokens
-(a masked LM with a variable masking rate). Without it the policy is rewarded against a reconstructor that can
-recover almost nothing, and the trade the rate-distortion reward describes cannot be made.
+Each row hides a random fraction of its tokens drawn uniformly from `[min_rate, max_rate]` and the loss is the
+cross-entropy of the hidden tokens: for the infilling GPT-2 (`kind: gpt2_infill`, the default) an infilling LM
+trained teacher-forced on `[gap-marked sequence, <sep>, hidden tokens in order]` (`compression/infill.py`); for the
+masked LM (`kind: mlm`) a masked LM with a variable masking rate. Without it the policy is rewarded against a
+reconstructor that can recover almost nothing, and the trade the rate-distortion reward describes cannot be made.
 
 The result is saved with `save_pretrained` under `<cache_root>/compression/<key>` (`cache_root` is the built-in
-models' cache, `$OPEN_R1_EXT_CACHE` or `~/.cache/open_r1_ext`), keyed by every setting that shapes it and by a hash of
-the prepared data, so every seed and every λ of a sweep starts from the same reconstructor and the second run loads
-it in a second. `warm_start.json` in that folder holds the validation loss (hidden-token NLL, nats/token, on the
-validation plays) at the training mask distribution and at 40 % random masking, and the top-1 recovery at 40 %.
+models' cache, `$OPEN_R1_EXT_CACHE` or `~/.cache/open_r1_ext`), keyed by every setting that shapes it (the kind
+included) and by a hash of the prepared data, so every seed and every λ of a sweep starts from the same reconstructor
+and the second run loads it in a second. `warm_start.json` in that folder holds the validation loss (hidden-token
+NLL, nats/token, teacher-forced, on the validation plays) at the training mask distribution and at 40 % random
+masking, the top-1 recovery at 40 % (teacher-forced argmax) and, what the reconstruction really gets, the recovery
+of the decoded reconstruction at 40 % (greedy infill decoding; for the masked LM its one-pass argmax).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from open_r1_ext.compression.data import load_split
-from open_r1_ext.compression.models import ReconstructorSettings, build_reconstructor, removed_logits
+from open_r1_ext.compression.models import ReconstructorSettings, build_reconstructor, fill_gaps, removed_logits
 from open_r1_ext.core.tiny import cache_root
 
 
@@ -55,10 +58,14 @@ class WarmStartSettings:
     max_rate: float = 0.8
     seed: int = 0
     data_hash: str = ""
+    kind: str = "gpt2_infill"  # `compression.models.RECONSTRUCTORS`
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "version": _VERSION}, sort_keys=True)
-        return f"mlm-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        fields = asdict(self)
+        if self.kind == "mlm":  # the masked LM's key predates `kind`: keep it, so its cache entries stay valid
+            del fields["kind"]
+        blob = json.dumps({**fields, "version": _VERSION}, sort_keys=True)
+        return f"{self.kind.replace('_', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 def data_hash(data_dir: str | Path) -> str:
@@ -83,8 +90,8 @@ def random_rate_masks(shape, min_rate: float, max_rate: float, generator: torch.
 
 @torch.no_grad()
 def masked_lm_loss(reconstructor, data: torch.Tensor, mask_id: int, rate: float | None, settings, seed: int = 1):
-    """`(NLL nats/token, top-1 recovery)` of hidden tokens on `data (N, n)`: `rate` fixed, or None = the training
-    distribution `U(min_rate, max_rate)`."""
+    """`(NLL nats/token, top-1 recovery)` of hidden tokens on `data (N, n)`, teacher-forced for the infilling LM:
+    `rate` fixed, or None = the training distribution `U(min_rate, max_rate)`."""
     reconstructor.eval()
     g = torch.Generator().manual_seed(seed)
     nll_sum, hit, count = 0.0, 0, 0
@@ -98,6 +105,22 @@ def masked_lm_loss(reconstructor, data: torch.Tensor, mask_id: int, rate: float 
         hit += (logits.argmax(-1) == target).sum().item()
         count += target.numel()
     return nll_sum / count, hit / count
+
+
+@torch.no_grad()
+def decoded_recovery(reconstructor, data: torch.Tensor, mask_id: int, rate: float, suppress=None, seed: int = 1):
+    """Share of hidden tokens the decoded reconstruction (`fill_gaps`: greedy infill decoding, or the masked LM's
+    one pass) gets right on `data (N, n)` at random masking rate `rate` (the same masks as `masked_lm_loss`)."""
+    reconstructor.eval()
+    g = torch.Generator().manual_seed(seed)
+    hit, count = 0, 0
+    for start in range(0, len(data), 128):
+        x = data[start : start + 128]
+        mask = random_rate_masks(x.shape, rate, rate, g)
+        rec = fill_gaps(reconstructor, x, mask, mask_id, suppress)
+        hit += ((rec == x) & mask).sum().item()
+        count += mask.sum().item()
+    return hit / count
 
 
 def train_warm_start(reconstructor, train: torch.Tensor, mask_id: int, settings: WarmStartSettings, log=_log):
@@ -132,8 +155,17 @@ def train_warm_start(reconstructor, train: torch.Tensor, mask_id: int, settings:
     return losses
 
 
-def build_warm_start(settings: WarmStartSettings, data_dir: str | Path, mask_id: int, log=_log) -> Path:
-    """The cached folder of the warm-started reconstructor for `settings`, training and saving it on a miss.
+def build_warm_start(
+    settings: WarmStartSettings,
+    data_dir: str | Path,
+    mask_id: int,
+    log=_log,
+    *,
+    sep_id: int | None = None,
+    pad_id: int = 0,
+) -> Path:
+    """The cached folder of the warm-started reconstructor for `settings`, training and saving it on a miss
+    (`sep_id`/`pad_id`: the infilling LM's separator and padding).
 
     Written to a temporary name and renamed, so a crash never leaves a half-written entry (launchers call this under
     `main_process_first`, so one process trains and the others load).
@@ -147,14 +179,19 @@ def build_warm_start(settings: WarmStartSettings, data_dir: str | Path, mask_id:
         settings.vocab_size,
         settings.seq_len,
         ReconstructorSettings(n_layer=settings.n_layer, n_embd=settings.n_embd, n_head=settings.n_head),
+        kind=settings.kind,
+        sep_id=sep_id,
+        pad_id=pad_id,
     )
-    log(f"[warm start] masked-LM reconstructor, {sum(p.numel() for p in rec.parameters()) / 1e6:.2f}M parameters, "
+    size = sum(p.numel() for p in rec.parameters()) / 1e6
+    log(f"[warm start] {settings.kind} reconstructor ({type(rec).__name__}), {size:.2f}M parameters, "
         f"{settings.steps} steps -> {path}")  # fmt: skip
     t0 = time.perf_counter()
     losses = train_warm_start(rec, load_split(data_dir, "train"), mask_id, settings, log=log)
     val = load_split(data_dir, "validation")[:1024]
     val_loss, val_rec = masked_lm_loss(rec, val, mask_id, None, settings)
     val_loss_40, val_rec_40 = masked_lm_loss(rec, val, mask_id, 0.4, settings)
+    val_dec_40 = decoded_recovery(rec, val, mask_id, 0.4, suppress=[mask_id, pad_id])
     info = {
         "settings": asdict(settings),
         "train_loss_last50": sum(losses[-50:]) / max(1, len(losses[-50:])),
@@ -162,11 +199,13 @@ def build_warm_start(settings: WarmStartSettings, data_dir: str | Path, mask_id:
         "val_recovery": val_rec,
         "val_loss_at_0.4": val_loss_40,
         "val_recovery_at_0.4": val_rec_40,
+        "val_recovery_at_0.4_decoded": val_dec_40,
         "val_sequences": len(val),
         "seconds": time.perf_counter() - t0,
     }
     log(f"[warm start] validation NLL {val_loss:.3f} nats/token (U({settings.min_rate}, {settings.max_rate}) "
-        f"masking), {val_loss_40:.3f} at 40 % random, top-1 recovery {val_rec_40:.3f} at 40 %")  # fmt: skip
+        f"masking), {val_loss_40:.3f} at 40 % random, top-1 recovery {val_rec_40:.3f} at 40 % teacher-forced, "
+        f"{val_dec_40:.3f} decoded")  # fmt: skip
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     rec.save_pretrained(tmp)
     (tmp / "warm_start.json").write_text(json.dumps(info, indent=2))
