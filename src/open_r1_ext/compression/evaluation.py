@@ -447,25 +447,7 @@ def run_evaluation(args, run_dirs: list[str] | None = None, log=print) -> dict:
     scorer = SimilarityScorer(args.similarity_model)
     if scorer.note:
         log(f"[evaluate] similarity fallback: {scorer.note}")
-    groups: dict[str, dict] = {}
-    for i, run_dir in enumerate(run_dirs):
-        model = CompressionModel.from_folder(run_dir)
-        masks: dict = {}
-        t = time.perf_counter()
-        res = evaluate_model(
-            model, data, tokenizer, scorer=scorer, seed=args.seed + i, decode_steps=args.decode_steps, masks=masks
-        )
-        name = group_key(model.objective)
-        g = groups.setdefault(name, {"objective": model.objective, "run_dirs": [], "runs": [], "first_mask": None})
-        g["run_dirs"].append(str(run_dir))
-        g["runs"].append(res)
-        if g["first_mask"] is None:
-            g["first_mask"] = masks["policy"]
-        log(
-            f"[evaluate] {run_dir} ({name}): ratio {_nanmean(res['policy']['ratio']):.3f}, recovery "
-            f"{_nanmean(res['policy']['recovery']):.3f} (frequency {_nanmean(res['frequency']['recovery']):.3f}), "
-            f"{time.perf_counter() - t:.0f} s"
-        )
+    groups = _evaluate_runs(run_dirs, data, tokenizer, scorer, args, log)
     for g in groups.values():
         g["summary"] = summarize(g["runs"])
         g["summary"]["n_runs"], g["summary"]["n_sequences"] = len(g["runs"]), int(len(data))
@@ -486,14 +468,7 @@ def run_evaluation(args, run_dirs: list[str] | None = None, log=print) -> dict:
     parts = []
     for name, g in sorted(groups.items(), key=lambda kv: kv[1]["summary"]["methods"]["policy"]["ratio"]["mean"]):
         parts.append(markdown_group(name + (" (headline)" if name == headline else ""), g["summary"], scorer.name))
-    parts.append(
-        f"Speed-up ({speed_group}; a consequence of the measured ratio, which any method removing the same number "
-        f"of tokens per sequence gets): {speed['timed_model']} on {speed['num_sequences']} held-out sequences, "
-        f"{speed['seq_len']} → {speed['mean_kept_tokens']:.1f} tokens on average: "
-        f"{speed['speedup_model_only']:.2f}× on the compressed sequences alone, {speed['speedup_with_policy']:.2f}× "
-        f"with the policy's own forward pass ({speed['t_full_s'] * 1e3:.0f} ms → {speed['t_compressed_s'] * 1e3:.0f}"
-        f" + {speed['t_policy_s'] * 1e3:.0f} ms)."
-    )
+    parts.append(_speed_note(speed, speed_group))
     table = "\n\n".join(parts)
     for g in groups.values():
         del g["first_mask"]
@@ -513,3 +488,39 @@ def run_evaluation(args, run_dirs: list[str] | None = None, log=print) -> dict:
     (out / "eval.md").write_text(table + "\n")
     log(table)
     return result
+
+
+def _evaluate_runs(run_dirs, data, tokenizer, scorer, args, log) -> dict[str, dict]:
+    """Each run's policy and baselines on `data`, grouped by objective (one λ a group, its seeds inside)."""
+    groups: dict[str, dict] = {}
+    for i, run_dir in enumerate(run_dirs):
+        model = CompressionModel.from_folder(run_dir)
+        masks: dict = {}
+        t = time.perf_counter()
+        res = evaluate_model(
+            model, data, tokenizer, scorer=scorer, seed=args.seed + i, decode_steps=args.decode_steps, masks=masks
+        )
+        name = group_key(model.objective)
+        g = groups.setdefault(name, {"objective": model.objective, "run_dirs": [], "runs": [], "first_mask": None})
+        g["run_dirs"].append(str(run_dir))
+        g["runs"].append(res)
+        if g["first_mask"] is None:
+            g["first_mask"] = masks["policy"]
+        log(
+            f"[evaluate] {run_dir} ({name}): ratio {_nanmean(res['policy']['ratio']):.3f}, recovery "
+            f"{_nanmean(res['policy']['recovery']):.3f} (frequency {_nanmean(res['frequency']['recovery']):.3f}), "
+            f"{time.perf_counter() - t:.0f} s"
+        )
+    return groups
+
+
+def _speed_note(speed: dict, speed_group: str) -> str:
+    """The speed-up sentence of `eval.md`: labelled as a consequence of the measured ratio."""
+    return (
+        f"Speed-up ({speed_group}; a consequence of the measured ratio, which any method removing the same number "
+        f"of tokens per sequence gets): {speed['timed_model']} on {speed['num_sequences']} held-out sequences, "
+        f"{speed['seq_len']} → {speed['mean_kept_tokens']:.1f} tokens on average: "
+        f"{speed['speedup_model_only']:.2f}× on the compressed sequences alone, {speed['speedup_with_policy']:.2f}× "
+        f"with the policy's own forward pass ({speed['t_full_s'] * 1e3:.0f} ms → {speed['t_compressed_s'] * 1e3:.0f}"
+        f" + {speed['t_policy_s'] * 1e3:.0f} ms)."
+    )

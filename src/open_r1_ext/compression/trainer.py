@@ -339,19 +339,13 @@ class CompressionTrainer(Trainer):
         args: CompressionConfig = self.args
         core: CompressionModel = self.accelerator.unwrap_model(model)
         x = inputs["input_ids"]  # (B, n)
-        B, n = x.shape
         G = args.num_generations
-        P = B * G  # policy rows come first, baseline rows after them
+        P = x.shape[0] * G  # policy rows come first, baseline rows after them
 
         scores = model(x).repeat_interleave(G, 0)  # (B*G, n), through the wrapped module for DDP
-        xg = x.repeat_interleave(G, 0)
         mask, logp = sample_masks(scores, args)
-        kinds = baseline_row_kinds(int(core.steps_seen.item()), B) if args.baseline_rows else []
-        all_x, all_mask = xg, mask
-        if kinds:
-            # each baseline row removes as many tokens as the policy removed from that sequence (mean over the group)
-            k = mask.view(B, G, n).sum(2).float().mean(1).round().long()
-            all_x, all_mask = torch.cat([xg, x]), torch.cat([mask, baseline_row_masks(core, x, k, kinds)])
+        kinds = baseline_row_kinds(int(core.steps_seen.item()), x.shape[0]) if args.baseline_rows else []
+        all_x, all_mask = self._rows_to_reconstruct(core, x, mask, kinds)
 
         logits = removed_logits(core.reconstructor, all_x, all_mask, core.mask_id).float()  # (M, V)
         target = all_x[all_mask]
@@ -364,71 +358,103 @@ class CompressionTrainer(Trainer):
             nll[all_mask] = nll_flat.detach()
             wrong_tf = torch.zeros(all_mask.shape, device=x.device)
             wrong_tf[all_mask] = (logits.argmax(-1) != target).float()
-            decoded = None
-            if args.reward_decoding == "greedy" and is_infill(core.reconstructor) and all_mask.any():
-                # what the reconstructor really recovers: the infill decoded from the prefix, its guesses in context
-                suppress = [i for i in (core.mask_id, core.pad_id) if i is not None]
-                decoded = fill_gaps(core.reconstructor, all_x, all_mask, core.mask_id, suppress)
-                wrong = ((decoded != all_x) & all_mask).float()
-            else:
-                wrong = wrong_tf
-            per_token = (nll if args.distortion == "nll" else wrong)[:P]
-            rate, distortion, reward = rate_distortion_reward(mask, per_token, args.distortion_lambda)
-            semantic = None
-            if args.semantic_weight > 0:
-                if decoded is None:
-                    suppress = [i for i in (core.mask_id, core.pad_id) if i is not None]
-                    decoded = fill_gaps(core.reconstructor, all_x, all_mask, core.mask_id, suppress)
-                similarity = self._similarity(x, decoded[:P])
-                semantic = args.semantic_weight * (similarity - 1.0)
-                reward = reward + semantic
-            if args.ratio_control == "learned":
-                terms = token_terms(mask, per_token, args.distortion_lambda)
-                advantages = token_advantages(terms, G, args.credit_window, semantic)  # (P, n)
-            else:
-                advantages = group_advantages(reward, G)  # (P,)
-        if args.ratio_control == "learned":
-            policy_loss = -(advantages * logp).sum(1).mean() / n
-            if args.score_l2:
-                policy_loss = policy_loss + args.score_l2 * scores[::G].float().pow(2).mean()
-        else:
-            policy_loss = -(advantages * logp).mean() / n
+            scored = self._score_rows(core, x, mask, all_x, all_mask, nll, wrong_tf)
+        policy_loss = self._policy_loss(scores, logp, scored["advantages"], x.shape[1])
         loss = recon_loss + policy_loss
 
         with torch.no_grad():
             if model.training:  # evaluation is not a joint step: the baseline-row cycle moves only when training
                 core.steps_seen += 1
-            removed = mask.sum().clamp(min=1)
-            stats = {
-                "reward": reward.mean(),
-                "reward_std": reward.view(B, G).std(1).mean(),
-                "compression/ratio": rate.mean(),
-                "compression/ratio_greedy": (scores[::G] > 0).float().mean(),
-                "compression/remove_prob": torch.sigmoid(scores[::G].detach().float()).mean(),
-                "compression/distortion": distortion.mean(),
-                "compression/recovery": (1.0 - wrong[:P])[mask].sum() / removed,
-                "compression/recovery_teacher_forced": (1.0 - wrong_tf[:P])[mask].sum() / removed,
-                "compression/removed_nll": nll[:P][mask].sum() / removed,
-                "losses/reconstruction": recon_loss,
-                "losses/policy": policy_loss,
-                "policy/score_std": scores.detach().float().std(1).mean(),
-            }
-            if args.ratio_control == "fixed":
-                del stats["compression/ratio_greedy"], stats["compression/remove_prob"]
-            if semantic is not None:
-                stats["compression/semantic_similarity"] = similarity.mean()
-            if kinds:
-                bmask, bwrong = all_mask[P:], wrong[P:]
-                for kind in set(kinds):
-                    sel = torch.tensor([kd == kind for kd in kinds], device=x.device)
-                    hits = ((1.0 - bwrong[sel]) * bmask[sel]).sum()
-                    stats[f"compression/{kind}_recovery"] = hits / bmask[sel].sum().clamp(min=1)
-            metrics = self._metrics["train" if model.training else "eval"]
-            for key, value in stats.items():
-                metrics[key].append(value.item())
-            if model.training:
-                self._last_train_ratio = rate.mean().item()
+            self._log_step(model.training, x, scores, mask, all_mask, kinds, scored, wrong_tf[:P], nll[:P])
+            self._metrics["train" if model.training else "eval"]["losses/reconstruction"].append(recon_loss.item())
+            self._metrics["train" if model.training else "eval"]["losses/policy"].append(policy_loss.item())
         return (loss, {"scores": scores}) if return_outputs else loss
+
+    def _rows_to_reconstruct(self, core, x, mask, kinds):
+        """The policy's `B*G` masked rows, then (when `kinds`) one baseline-masked row per sequence removing as many
+        tokens as the policy removed from that sequence (mean over its group)."""
+        G = self.args.num_generations
+        B, n = x.shape
+        xg = x.repeat_interleave(G, 0)
+        if not kinds:
+            return xg, mask
+        k = mask.view(B, G, n).sum(2).float().mean(1).round().long()
+        return torch.cat([xg, x]), torch.cat([mask, baseline_row_masks(core, x, k, kinds)])
+
+    def _score_rows(self, core, x, mask, all_x, all_mask, nll, wrong_tf) -> dict:
+        """Rate, distortion, reward and advantages of the policy's rows (no gradient). "Wrong" is the greedy-decoded
+        infill's error when `reward_decoding: greedy` (what the reconstructor really recovers), else the
+        teacher-forced argmax's; the MiniLM similarity term joins the reward when `semantic_weight > 0`."""
+        args: CompressionConfig = self.args
+        G, P = args.num_generations, mask.shape[0]
+        suppress = [i for i in (core.mask_id, core.pad_id) if i is not None]
+        decoded, wrong = None, wrong_tf
+        if args.reward_decoding == "greedy" and is_infill(core.reconstructor) and all_mask.any():
+            # what the reconstructor really recovers: the infill decoded from the prefix, its guesses in context
+            decoded = fill_gaps(core.reconstructor, all_x, all_mask, core.mask_id, suppress)
+            wrong = ((decoded != all_x) & all_mask).float()
+        per_token = (nll if args.distortion == "nll" else wrong)[:P]
+        rate, distortion, reward = rate_distortion_reward(mask, per_token, args.distortion_lambda)
+        semantic = similarity = None
+        if args.semantic_weight > 0:
+            if decoded is None:
+                decoded = fill_gaps(core.reconstructor, all_x, all_mask, core.mask_id, suppress)
+            similarity = self._similarity(x, decoded[:P])
+            semantic = args.semantic_weight * (similarity - 1.0)
+            reward = reward + semantic
+        if args.ratio_control == "learned":
+            terms = token_terms(mask, per_token, args.distortion_lambda)
+            advantages = token_advantages(terms, G, args.credit_window, semantic)  # (P, n)
+        else:
+            advantages = group_advantages(reward, G)  # (P,)
+        return {
+            "rate": rate, "distortion": distortion, "reward": reward, "wrong": wrong,
+            "similarity": similarity, "advantages": advantages,
+        }  # fmt: skip
+
+    def _policy_loss(self, scores, logp, advantages, n: int):
+        """REINFORCE on the masks: per-token advantages (learned rate, plus the optional score L2) or one per row."""
+        args: CompressionConfig = self.args
+        if args.ratio_control != "learned":
+            return -(advantages * logp).mean() / n
+        loss = -(advantages * logp).sum(1).mean() / n
+        if args.score_l2:
+            loss = loss + args.score_l2 * scores[:: args.num_generations].float().pow(2).mean()
+        return loss
+
+    def _log_step(self, training: bool, x, scores, mask, all_mask, kinds, scored, wrong_tf, nll):
+        """The step's `compression/*` metrics, measured from the sampled masks (never from the configuration)."""
+        args: CompressionConfig = self.args
+        B, G, P = x.shape[0], args.num_generations, mask.shape[0]
+        rate, reward, wrong = scored["rate"], scored["reward"], scored["wrong"]
+        removed = mask.sum().clamp(min=1)
+        stats = {
+            "reward": reward.mean(),
+            "reward_std": reward.view(B, G).std(1).mean(),
+            "compression/ratio": rate.mean(),
+            "compression/ratio_greedy": (scores[::G] > 0).float().mean(),
+            "compression/remove_prob": torch.sigmoid(scores[::G].detach().float()).mean(),
+            "compression/distortion": scored["distortion"].mean(),
+            "compression/recovery": (1.0 - wrong[:P])[mask].sum() / removed,
+            "compression/recovery_teacher_forced": (1.0 - wrong_tf)[mask].sum() / removed,
+            "compression/removed_nll": nll[mask].sum() / removed,
+            "policy/score_std": scores.detach().float().std(1).mean(),
+        }
+        if args.ratio_control == "fixed":
+            del stats["compression/ratio_greedy"], stats["compression/remove_prob"]
+        if scored["similarity"] is not None:
+            stats["compression/semantic_similarity"] = scored["similarity"].mean()
+        if kinds:
+            bmask, bwrong = all_mask[P:], wrong[P:]
+            for kind in set(kinds):
+                sel = torch.tensor([kd == kind for kd in kinds], device=x.device)
+                hits = ((1.0 - bwrong[sel]) * bmask[sel]).sum()
+                stats[f"compression/{kind}_recovery"] = hits / bmask[sel].sum().clamp(min=1)
+        metrics = self._metrics["train" if training else "eval"]
+        for key, value in stats.items():
+            metrics[key].append(value.item())
+        if training:
+            self._last_train_ratio = rate.mean().item()
 
     def _similarity(self, original: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
         """Similarity `(R,)` (`args.similarity_model`) of each decoded reconstruction `(R, n)` to its original: row
