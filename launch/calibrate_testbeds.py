@@ -101,6 +101,8 @@ def grpo(args) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for recipe, r in zip(args.recipes, results):
         cfg = yaml.safe_load(Path(recipe).read_text())
+        # flags after `--` override the recipe, in the table as in the run
+        cfg.update({k[2:]: yaml.safe_load(v) for k, v in zip(args.extra[::2], args.extra[1::2]) if k.startswith("--")})
         ws = f"{cfg.get('warm_start_steps')} steps, lr {cfg.get('warm_start_lr')}"
         steps = r["eval_curve"][-1]["step"]
         print(
