@@ -1,5 +1,6 @@
 """TokenScavengerGRPOTrainer end to end on a tiny Llama with a character tokenizer (offline, CPU, a few steps)."""
 
+import math
 import os
 
 import pytest
@@ -359,6 +360,14 @@ def test_loss_term_probe_measures_norm_ratio_and_cosine_against_grpo():
     assert m["t/other_grad_cos"] == [pytest.approx(expected.item(), rel=1e-5)]
     assert model.weight.grad is None  # measured without touching .grad
 
+    # a micro-batch whose groups are all reward-constant: GRPO's term has no gradient, so no ratio (NaN, which the
+    # NaN-safe log leaves out) instead of a norm divided by ~0
+    host = SimpleNamespace(_metrics={"train": defaultdict(list)})
+    flat = (model(x) * 0.0).sum()
+    TokenScavengerGRPOTrainer._probe_loss_terms(host, model, flat, {"t/other": (1.0, other)})
+    assert math.isnan(host._metrics["train"]["t/other_grad_ratio"][0])
+    assert math.isnan(host._metrics["train"]["t/other_grad_cos"][0])
+
 
 def test_loss_terms_are_probed_every_n_steps(tmp_path, tok, model_state, dataset):
     args = config(tmp_path, max_steps=3, ce_loss_weight=1.0, carousel_weight=0.5, carousel_reward_threshold=0.5)
@@ -367,5 +376,8 @@ def test_loss_terms_are_probed_every_n_steps(tmp_path, tok, model_state, dataset
     trainer.train()
     logged = [h for h in trainer.state.log_history if "scavenger/ce_loss_grad_ratio" in h]
     assert [h["step"] for h in logged] == [1, 3]  # optimizer steps 0 and 2 (logged as steps 1 and 3)
-    assert all(h["scavenger/ce_loss_grad_ratio"] > 0 and -1 <= h["scavenger/ce_loss_grad_cos"] <= 1 for h in logged)
+    for h in logged:  # None (NaN in the log) where the weighted GRPO term had no gradient (warm-up weight 0, or
+        # every group reward-constant): there is nothing to compare with
+        ratio, cos = h["scavenger/ce_loss_grad_ratio"], h["scavenger/ce_loss_grad_cos"]
+        assert (ratio is None and cos is None) or (ratio > 0 and -1 <= cos <= 1)
     assert any("scavenger/carousel_loss_grad_ratio" in h for h in logged[1:])  # the carousel holds rollouts by then

@@ -435,8 +435,14 @@ class TokenScavengerGRPOTrainer(TokenAdaptiveGRPOTrainer):
             if g is None or g_rl is None:
                 continue
             n_rl, n = g_rl.norm(), g.norm()
-            self._metrics["train"][f"{name}_grad_ratio"].append((n / n_rl.clamp(min=1e-12)).item())
-            self._metrics["train"][f"{name}_grad_cos"].append((g @ g_rl / (n * n_rl).clamp(min=1e-12)).item())
+            if n_rl <= 1e-8 * max(1.0, n.item()):
+                # every group of this micro-batch was reward-constant: GRPO has no gradient to compare with, and a
+                # ratio over ~0 (it reached 6e10 on the carousel benchmark) would swamp the logged mean
+                ratio = cos = math.nan
+            else:
+                ratio, cos = (n / n_rl).item(), (g @ g_rl / (n * n_rl).clamp(min=1e-12)).item()
+            self._metrics["train"][f"{name}_grad_ratio"].append(ratio)
+            self._metrics["train"][f"{name}_grad_cos"].append(cos)
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
 
