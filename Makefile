@@ -51,6 +51,7 @@ bench-rlaif: venv
 
 bench-token-adaptive: venv
 	$(PY) launch/compare.py --spec launch/benchmarks/token_adaptive.yaml --jobs 2
+	$(PY) launch/compare.py --spec launch/benchmarks/token_adaptive_vs_control.yaml --tabulate
 
 bench-token-scavenger: venv
 	$(PY) launch/compare.py --spec launch/benchmarks/token_scavenger.yaml --jobs 2
