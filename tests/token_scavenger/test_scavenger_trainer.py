@@ -111,6 +111,9 @@ def test_two_level_advantages_and_metrics(tmp_path, tok, model_state, dataset, k
     ):
         assert f"scavenger/{name}" in logged, name
     assert 1 <= logged["scavenger/latent_groups_per_prompt"] <= 4
+    if key == "prefix":  # the logged count is the batch's: distinct (prompt, prefix) pairs over 2 prompts
+        pairs = {(i // 4, int(label)) for i, label in enumerate(latent)}
+        assert logged["scavenger/latent_groups_per_prompt"] == pytest.approx(len(pairs) / 2)
     assert logged["scavenger/grpo_weight"] == 1.0 and logged["scavenger/ce_loss"] > 0
 
 
