@@ -75,6 +75,8 @@ TINYSHAKESPEARE ?= ../shared/data/tinyshakespeare.txt
 bench-char: venv
 	$(PY) launch/bench_char_grpo.py --corpora $(or $(wildcard $(TINYSHAKESPEARE)),shakespeare) --seeds 0 1 2 --steps 2000 \
 		--arms ce sampled distill sampled_credit
+	$(PY) launch/bench_char_grpo.py --corpora $(or $(wildcard $(TINYSHAKESPEARE)),shakespeare) --seeds 0 1 2 3 4 --steps 2000 \
+		--arms ce distill distill3
 
 bench: bench-grpo bench-overhead bench-rlaif bench-token-adaptive bench-token-scavenger bench-carousel bench-deepmime bench-compression bench-char
 

@@ -210,13 +210,13 @@ def make_table(results: dict, a) -> str:
                 f"{'met' if iv.low > 0 else 'not met' if iv.high < 0 else 'not shown'} (target >= 0); "
                 f"{arm} val CE below the bigram table ({base['bigram']['ce']:.3f}) in {below}/{len(ce_s)} seeds"
             )
-        if "distill" in r:
+        for arm in (a for a in r if a.startswith("distill")):
             for s in steps:
-                ce_a = [at_step(x, s, "ce") for x in r["distill"]]
+                ce_a = [at_step(x, s, "ce") for x in r[arm]]
                 ce_b = [at_step(x, s, "ce") for x in ce_runs]
                 iv = paired_interval(ce_a, [0.97 * b for b in ce_b])
                 out.append(
-                    f"- distill val CE - 0.97 x CE twin's at step {s}: {iv.format(3)} -> "
+                    f"- {arm} val CE - 0.97 x CE twin's at step {s}: {iv.format(3)} -> "
                     f"{'met' if iv.high < 0 else 'not met' if iv.low > 0 else 'not shown'} (target <= 0)"
                 )
         diag = [arm for arm in r if any("game/est_rel_var" in h for x in r[arm] for h in x["train_log"])]
@@ -283,6 +283,9 @@ def probe_estimators(corpus: str, a) -> str:
         ("priority", 1.0, 0.0, "none"),
         ("priority", 1.5, 0.0, "none"),
         ("priority", 1.0, 0.5, "none"),
+        ("priority", 1.0, 0.7, "none"),  # how much of the teacher to mix in: 0.5 is the recipe's
+        ("priority", 1.0, 0.85, "none"),
+        ("priority", 1.0, 1.0, "none"),
     ]
     out = [
         f"Estimator error vs the exact gradient, K = 8, {TEACHER_ORDER}-gram teacher, {a.preset} model trained with "
