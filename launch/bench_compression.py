@@ -3,12 +3,13 @@
     OMP_NUM_THREADS=1 python launch/bench_compression.py --jobs 2   # = make bench-compression: λ 1.0, 1.25, 2.0
     OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 0.9 1.0 1.25 2.0   # one more point, the rest reused
     OMP_NUM_THREADS=1 python launch/bench_compression.py --lambdas 1.0 --out runs/bench_compression_semantic \
-        --extra "--semantic_weight 0.5"                          # the MiniLM reward term against the plain reward
+        --extra "--semantic_weight 1.0"                          # the MiniLM reward term (README: it does not help)
 
-Time on the shared 2-core CPU (one thread, three other benchmarks running), with the default GPT-2 infilling
-reconstructor: the warm start about 60 min, once (cached); each run about 8 min (150 joint steps, greedy infill
-decoding inside the reward); the evaluation about 2 min per run. So about 95 min for the default, plus the warm start
-the first time. (`--extra "--reconstructor mlm"` runs the masked-LM alternative: 25 min warm start, 3 min a run.)
+Time on the 2-core CPU (one thread per process), with the default GPT-2 infilling reconstructor and `--jobs 2`: the
+warm start 21 min, once (cached); each run about 3.5 min (150 joint steps, greedy infill decoding inside the reward),
+two at a time; the evaluation about 1 min per run. So about 47 min for the default, the warm start included. With
+`--semantic_weight` a run takes about the same (one MiniLM pass per mask per step). (`--extra "--reconstructor mlm"`
+runs the masked-LM alternative: 25 min warm start, 3 min a run.)
 
 1. Warm start (once, cached under `~/.cache/open_r1_ext/compression/`): the 4 × 128 GPT-2 reconstructor learns to
    fill gaps on the training plays as an infilling LM (`compression/warmstart.py`); its validation loss is printed.
