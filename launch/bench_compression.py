@@ -6,7 +6,7 @@
         --extra "--semantic_weight 1.0"                          # the MiniLM reward term (README: it does not help)
 
 Time on the 2-core CPU (one thread per process), with the default GPT-2 infilling reconstructor and `--jobs 2`: the
-warm start 21 min, once (cached); each run about 3.5 min (150 joint steps, greedy infill decoding inside the reward),
+warm start 22 min, once (cached); each run about 3.5 min (150 joint steps, greedy infill decoding inside the reward),
 two at a time; the evaluation about 1 min per run. So about 47 min for the default, the warm start included. With
 `--semantic_weight` a run takes about the same (one MiniLM pass per mask per step). (`--extra "--reconstructor mlm"`
 runs the masked-LM alternative: 25 min warm start, 3 min a run.)
