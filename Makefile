@@ -66,6 +66,8 @@ bench-deepmime: venv
 	test -f runs/deepmime_teacher/model.safetensors || $(PY) src/open_r1_ext/grpo.py \
 		--config recipes/testbed_addition.yaml --output_dir runs/deepmime_teacher --save_strategy no
 	$(PY) launch/bench_deepmime.py --teacher runs/deepmime_teacher --steps 800 --prompts 32 --seeds 0 1 2
+	$(PY) launch/bench_deepmime.py --teacher runs/deepmime_teacher --steps 1200 --prompts 32 --seeds 0 1 2 3 4 5 6 7 8 9 \
+		--arms ce deepmime --out runs/bench_deepmime_1200
 
 bench-compression: venv
 	$(PY) launch/bench_compression.py --jobs 2
