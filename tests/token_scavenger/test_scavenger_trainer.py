@@ -9,6 +9,7 @@ from datasets import Dataset
 
 from open_r1_ext.core.advantages import get_estimator
 from open_r1_ext.token_scavenger import TokenScavengerConfig, TokenScavengerGRPOTrainer
+from open_r1_ext.token_scavenger.grouping import LatentBatch, answer_key
 from open_r1_ext.trainers import get_trainer_classes
 from tiny_helpers import fresh_model, tiny_args
 
@@ -88,12 +89,16 @@ def test_two_level_advantages_and_metrics(tmp_path, tok, model_state, dataset, k
     )
     rewards = torch.tensor(parity_reward(texts))
     # recompute the two-level estimate from the batch itself (single process: gathered == local)
+    latent = None
     if key == "prefix":
         latent = torch.unique(
             out["completion_ids"][:, :2] * out["completion_mask"][:, :2] - (1 - out["completion_mask"][:, :2]),
             dim=0,
             return_inverse=True,
         )[1]
+    elif key == "answer":
+        latent = answer_key(LatentBatch(group_ids=torch.arange(8) // 4, completions=texts))
+    if latent is not None:
         expected = get_estimator("two_level")(rewards, torch.arange(8) // 4, latent, clamp_max=5.0).advantages
         assert torch.allclose(out["advantages"], expected, atol=1e-5)
     assert out["advantages"].abs().sum() > 0
@@ -110,10 +115,11 @@ def test_two_level_advantages_and_metrics(tmp_path, tok, model_state, dataset, k
         "grpo_weight",
     ):
         assert f"scavenger/{name}" in logged, name
-    assert 1 <= logged["scavenger/latent_groups_per_prompt"] <= 4
-    if key == "prefix":  # the logged count is the batch's: distinct (prompt, prefix) pairs over 2 prompts
+    if latent is not None:  # the logged count is the batch's: distinct (prompt, latent label) pairs over 2 prompts
         pairs = {(i // 4, int(label)) for i, label in enumerate(latent)}
         assert logged["scavenger/latent_groups_per_prompt"] == pytest.approx(len(pairs) / 2)
+    else:  # `hidden`: k-means labels of pooled hidden states, not recomputed here; at most one group per rollout
+        assert 1 <= logged["scavenger/latent_groups_per_prompt"] <= 4
     assert logged["scavenger/grpo_weight"] == 1.0 and logged["scavenger/ce_loss"] > 0
 
 
